@@ -1,0 +1,155 @@
+"""The sink interface the monitor writes to, and ``MemorySink``, which keeps the records in Python.
+
+Modelled on clu's ``MetricWriter``, but batched: the monitor hands a sink many steps at once, so a sink pays its
+per-call overhead once per batch, not once per train step. The call order a sink sees is::
+
+    open(info)                       # once, before anything else
+    write_config(config)             # once, after open
+    (write_scalars(batch) | write_events(events) | save_state(path, step))*
+    flush()*                         # any time; must make everything written so far durable/readable
+    close()                          # once; implies flush
+
+A sink method that raises makes the monitor disable that sink (one warning naming it); the others go on.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["Series", "ScalarBatch", "Event", "RunInfo", "Sink", "MemorySink", "iter_rows"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One tag's values in a batch: ``steps`` (int64, strictly increasing) and ``values`` (float64), same length."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+
+#: A batch of scalars: tag -> its series. Tags: ``lr`` (or ``lr/pg0``, ``lr/pg1``, ...), ``lrmon/phase``, and the
+#: user's metrics under their own names.
+ScalarBatch = Mapping[str, Series]
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A schedule event at ``step``: ``kind`` is one of ``lrmon.EVENT_KINDS``, ``resume`` or ``thinned``.
+
+    ``lrs`` holds the LR of each group at that step; ``detail`` is a human-readable line.
+    """
+
+    step: int
+    kind: str
+    lrs: tuple[float, ...]
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as plain data."""
+        return {"step": self.step, "kind": self.kind, "lrs": list(self.lrs), "detail": self.detail}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """What a sink is told when it opens.
+
+    ``start_step`` is 0 on a fresh run and the step training resumes from after a resume (records at steps
+    ``>= start_step`` from an earlier attempt must be superseded, e.g. TensorBoard's ``purge_step``).
+    ``config`` is the schedule's and the monitor's configuration as plain data; ``lr_tags`` the LR tags in group
+    order; ``write`` is false on processes other than 0 under ``jax.distributed`` (the sink must then do no I/O).
+    """
+
+    start_step: int
+    config: Mapping[str, Any]
+    lr_tags: tuple[str, ...]
+    resumed: bool = False
+    write: bool = True
+
+
+def iter_rows(batch: ScalarBatch) -> Iterator[tuple[int, dict[str, float]]]:
+    """Merge a batch into rows ``(step, {tag: value})`` in increasing step order (for row-based trackers)."""
+    rows: dict[int, dict[str, float]] = {}
+    for tag, series in batch.items():
+        for step, value in zip(series.steps.tolist(), series.values.tolist()):
+            rows.setdefault(step, {})[tag] = value
+    for step in sorted(rows):
+        yield step, rows[step]
+
+
+class Sink(abc.ABC):
+    """Where the monitor's records go. Subclasses implement ``write_scalars`` and ``write_events``."""
+
+    @property
+    def name(self) -> str:
+        """Name used in warnings about this sink."""
+        return type(self).__name__
+
+    def open(self, info: RunInfo) -> None:
+        """Called once before any write."""
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Record the run's configuration (hyperparameters)."""
+
+    @abc.abstractmethod
+    def write_scalars(self, batch: ScalarBatch) -> None:
+        """Record a batch of scalars (see :class:`Series`)."""
+
+    @abc.abstractmethod
+    def write_events(self, events: Sequence[Event]) -> None:
+        """Record schedule events, in step order."""
+
+    def save_state(self, path: Path, step: int) -> None:
+        """Store the monitor's state file ``path`` (written at ``step``) with this tracker, e.g. as an artifact."""
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies this sink's run (e.g. W&B run id, TensorBoard logdir), saved in the monitor's state."""
+        return {}
+
+    def flush(self) -> None:
+        """Make everything written so far durable and readable."""
+
+    def close(self) -> None:
+        """Flush and release resources; called once."""
+        self.flush()
+
+
+class MemorySink(Sink):
+    """Keeps every record in Python: ``scalars[tag] = [(step, value), ...]`` and ``events = [(step, kind), ...]``.
+
+    ``event_records`` holds the full :class:`Event` objects, ``config`` the configuration, ``info`` the
+    :class:`RunInfo` it was opened with. Memory grows with the run: for tests and short runs.
+    """
+
+    def __init__(self) -> None:
+        self.scalars: dict[str, list[tuple[int, float]]] = {}
+        self.events: list[tuple[int, str]] = []
+        self.event_records: list[Event] = []
+        self.config: dict[str, Any] = {}
+        self.info: RunInfo | None = None
+        self.saved_states: list[tuple[int, bytes]] = []
+        self.closed = False
+
+    def open(self, info: RunInfo) -> None:
+        self.info = info
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        self.config = dict(config)
+
+    def write_scalars(self, batch: ScalarBatch) -> None:
+        for tag, series in batch.items():
+            self.scalars.setdefault(tag, []).extend(zip(series.steps.tolist(), series.values.tolist()))
+
+    def write_events(self, events: Sequence[Event]) -> None:
+        self.events.extend((event.step, event.kind) for event in events)
+        self.event_records.extend(events)
+
+    def save_state(self, path: Path, step: int) -> None:
+        self.saved_states.append((step, Path(path).read_bytes()))
+
+    def close(self) -> None:
+        self.closed = True
