@@ -3,8 +3,14 @@
 ``import lrmon`` imports no tracker; the tracker sinks live in ``lrmon.integrations.<name>``.
 """
 
-from lrmon.curve import CurveConfig, EVENT_KINDS
+from lrmon.curve import EVENT_KINDS, CurveConfig
+from lrmon.dispatch import SinkFailedWarning
+from lrmon.monitor import PHASE_TAG, LRMonitor
 from lrmon.schedule import ConfigMismatchError, WarmupCosineSchedule
+from lrmon.sinks import Event, MemorySink, RunInfo, Series, Sink
 
-__all__ = ["CurveConfig", "EVENT_KINDS", "ConfigMismatchError", "WarmupCosineSchedule"]
+__all__ = [
+    "CurveConfig", "EVENT_KINDS", "ConfigMismatchError", "WarmupCosineSchedule", "LRMonitor", "PHASE_TAG",
+    "Sink", "MemorySink", "Series", "Event", "RunInfo", "SinkFailedWarning",
+]
 __version__ = "0.1.0"

@@ -1,0 +1,63 @@
+"""The in-graph path: records buffered on device and sent to the host through ``jax.debug.callback`` rarely.
+
+A :class:`GraphBuffer` is a ring of ``capacity`` rows. Each row holds a step and ``width`` float32 values (the LR of
+every group, then the user's metrics, in a fixed order). :func:`record` writes one row (only on logged steps) and,
+when the ring is full, sends the whole ring to the host in one ``jax.debug.callback`` gated by ``lax.cond``, so the
+callback fires once per ``capacity`` logged steps. Every payload carries its steps, so the host can put rows in
+order and drop duplicates (``pmap``/``shard_map`` fire once per device, ``grad`` of ``jax.checkpoint`` twice).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = ["GraphBuffer", "empty_buffer", "record", "HostReceiver"]
+
+#: ``receiver(steps, rows, count, last_step)``: the first ``count`` rows are valid; ``last_step`` is the latest
+#: train step seen in the graph (logged or not).
+HostReceiver = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+
+
+class GraphBuffer(NamedTuple):
+    """Device-side ring of records; a pytree, so it can live in a ``lax.scan`` carry or in brainstate States."""
+
+    steps: jax.Array  # int32 [capacity]
+    rows: jax.Array  # float32 [capacity, width]
+    count: jax.Array  # int32 []: valid rows
+    last_step: jax.Array  # int32 []: latest step seen, -1 before any
+
+
+def empty_buffer(capacity: int, width: int) -> GraphBuffer:
+    """A buffer with no records."""
+    return GraphBuffer(
+        steps=jnp.zeros((capacity,), jnp.int32),
+        rows=jnp.zeros((capacity, width), jnp.float32),
+        count=jnp.zeros((), jnp.int32),
+        last_step=jnp.full((), -1, jnp.int32),
+    )
+
+
+def record(buffer: GraphBuffer, step: jax.Array, values: jax.Array, log_every: int,
+           receiver: HostReceiver) -> GraphBuffer:
+    """Write ``values`` (shape ``[width]``) for ``step`` if ``step % log_every == 0``; send the ring when full."""
+    step = jnp.asarray(step, jnp.int32)
+    logged = (step % log_every) == 0
+    steps = buffer.steps.at[buffer.count].set(step)
+    rows = buffer.rows.at[buffer.count].set(values.astype(jnp.float32))
+    count = buffer.count + logged.astype(jnp.int32)
+    full = count == buffer.steps.shape[0]
+
+    def send(operands: tuple[jax.Array, ...]) -> jax.Array:
+        jax.debug.callback(receiver, *operands)
+        return jnp.zeros((), jnp.int32)
+
+    def keep(operands: tuple[jax.Array, ...]) -> jax.Array:
+        return operands[2]
+
+    count = lax.cond(full, send, keep, (steps, rows, count, step))
+    return GraphBuffer(steps, rows, count, jnp.maximum(buffer.last_step, step))

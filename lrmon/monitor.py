@@ -1,0 +1,318 @@
+r"""``LRMonitor``: steps the schedule once per train step and logs the LR, the phase and the events exactly.
+
+Step convention: the record for train step :math:`t` (:math:`t = 0, 1, \dots`) carries :math:`\eta_t`, the LR the
+optimizer applied at step :math:`t` — never the next step's. Call :meth:`LRMonitor.step` once per train step,
+after that step's update.
+
+Two paths share one record pipeline:
+
+* host path (a Python loop around a jitted step): :meth:`LRMonitor.step` appends the step and the metric
+  references (device arrays are not read) to a buffer; every ``flush_every`` logged steps, and just after each
+  event step, the buffer is fetched from the device in one transfer and written to the sinks in one batch.
+* in-graph path (``lax.scan``, ``brainstate.transform.for_loop``, a brainstate-jitted step):
+  :meth:`LRMonitor.graph_step` (brainstate) or :meth:`graph_record` (functional) write rows into a device ring
+  buffer that leaves the graph through one ``jax.debug.callback`` per ``graph_capacity`` logged steps.
+
+The LR at step :math:`t` is known on the host from the configuration, so events need no device work: each of
+``warmup_start``, ``warmup_end``, ``cosine_start``, ``end``, ``overrun`` is emitted once, at its step.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping, Sequence
+
+import brainstate
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrmon._validation import check_step_count
+from lrmon.curve import CurveConfig
+from lrmon.dispatch import SinkSet
+from lrmon.graph import GraphBuffer, empty_buffer, record
+from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer
+from lrmon.sinks import Event, RunInfo, Series, Sink
+
+__all__ = ["LRMonitor", "PHASE_TAG"]
+
+#: Tag of the phase scalar (0 warmup, 1 cosine, 2 past the end).
+PHASE_TAG = "lrmon/phase"
+
+
+class LRMonitor:
+    """Owns a warmup + cosine schedule, steps it once per train step, and logs it to sinks.
+
+    Args:
+      schedule: an ``lrmon.WarmupCosineSchedule`` or a ``braintools.optim.WarmupCosineSchedule``. Training starts
+        at the schedule's ``last_epoch``.
+      sinks: where records go (``lrmon.MemorySink``, ``lrmon.integrations.tensorboard.TensorBoardSink``, ...).
+      log_every: LR scalars (and metrics) are recorded at steps with ``t % log_every == 0``; events always at their
+        exact step.
+      flush_every: logged steps buffered on the host before one batched fetch and write.
+      graph_capacity: rows of the in-graph ring buffer (one host callback per this many logged steps).
+
+    Records are written only on JAX process 0; other processes keep counting steps and do no tracker I/O.
+    """
+
+    def __init__(
+        self,
+        schedule: Any,
+        sinks: Sequence[Sink] = (),
+        *,
+        log_every: int = 1,
+        flush_every: int = 256,
+        graph_capacity: int = 1024,
+    ) -> None:
+        self.schedule = schedule
+        self.config: CurveConfig = curve_config_of(schedule)
+        self.log_every = check_step_count("log_every", log_every, minimum=1)
+        self.flush_every = check_step_count("flush_every", flush_every, minimum=1)
+        self.graph_capacity = check_step_count("graph_capacity", graph_capacity, minimum=1)
+        self._sinks = SinkSet(sinks)
+        self._writes = jax.process_index() == 0
+        groups = self.config.num_groups
+        self.lr_tags: tuple[str, ...] = ("lr",) if groups == 1 else tuple(f"lr/pg{g}" for g in range(groups))
+        self._lr_of_steps = jax.jit(self.config.lr_at)
+
+        self._step = current_step_of(schedule)  # index of the next train step
+        self._start_step = self._step
+        self._ingested_upto = self._step  # rows at steps below this were already written (drops duplicates)
+        self._last_logged_step: int | None = None
+        self._emitted: dict[str, int] = {}
+        self._pending_steps: list[int] = []
+        self._pending_metrics: list[Mapping[str, Any]] = []
+        self._pending_lrs: list[Any] = []
+        self._metric_names: frozenset[str] = frozenset()
+        self._flush_at = self._next_flush_step()
+        self._lock = threading.RLock()
+        self._graph_names: tuple[str, ...] | None = None
+        self._graph_state: brainstate.State | None = None
+        self._closed = False
+        self._open_sinks(resumed=False)
+
+    # -- public properties -----------------------------------------------------------------------------------
+    @property
+    def step_count(self) -> int:
+        """Train steps completed so far (the index of the next train step)."""
+        return self._step
+
+    @property
+    def emitted_events(self) -> dict[str, int]:
+        """Events emitted so far: kind -> step."""
+        return dict(self._emitted)
+
+    @property
+    def sinks(self) -> list[Sink]:
+        """The sinks still enabled (a sink that raised is disabled)."""
+        return list(self._sinks.active)
+
+    # -- host path -------------------------------------------------------------------------------------------
+    def step(self, **metrics: Any) -> None:
+        """Record train step ``t`` (just finished) with its metrics, then advance to ``t + 1``.
+
+        Metric values are scalars: Python numbers, or 0-d / one-element device arrays (read in batches, never here).
+        """
+        t = self._step
+        driven = drives_an_optimizer(self.schedule)
+        if t % self.log_every == 0:
+            if metrics.keys() != self._metric_names:
+                self._check_metrics(metrics)
+            self._pending_steps.append(t)
+            self._pending_metrics.append(metrics)
+            if driven:
+                self._pending_lrs.append(self.schedule.current_lrs.value)
+        if driven:
+            self._step_driven_schedule(t)
+        self._step = t + 1
+        if self._step >= self._flush_at:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered record and due event to the sinks now, and make the sinks flush."""
+        with self._lock:
+            self._write_pending()
+            self._drain_graph_state()
+            self._emit_due_events(self._step)
+            self._flush_at = self._next_flush_step()
+            if not drives_an_optimizer(self.schedule):
+                self.schedule.step(self._step)  # keep the schedule object's last_epoch current
+            self._sinks.call("flush")
+
+    def close(self) -> None:
+        """Flush everything, then close every sink. Safe to call twice."""
+        if self._closed:
+            return
+        self.flush()
+        self._sinks.call("close")
+        self._closed = True
+
+    def __enter__(self) -> "LRMonitor":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- in-graph path ---------------------------------------------------------------------------------------
+    def graph_buffer(self, metric_names: Sequence[str] = ()) -> GraphBuffer:
+        """An empty device buffer for :meth:`graph_record`, with room for the LRs and ``metric_names``."""
+        names = tuple(metric_names)
+        self._check_metrics(dict.fromkeys(names, 0.0))
+        self._graph_names = names
+        return empty_buffer(self.graph_capacity, self.config.num_groups + len(names))
+
+    def graph_record(self, buffer: GraphBuffer, step: Any, **metrics: Any) -> GraphBuffer:
+        """Record train step ``step`` inside compiled code (e.g. the body of ``lax.scan``): pure, returns the buffer.
+
+        The LR is the curve's value at ``step`` (what an optax optimizer with this schedule applies at count
+        ``step``). After the loop, hand the final buffer to :meth:`graph_drain`.
+        """
+        return self._record_row(buffer, step, self.config.lr_at(step), metrics)
+
+    def graph_drain(self, buffer: GraphBuffer) -> None:
+        """Send the rows left in ``buffer`` to the sinks and advance the step count past its last step."""
+        steps, rows, count, last_step = jax.device_get(tuple(buffer))
+        self._receive(steps, rows, count, last_step)
+
+    def init_graph_state(self, metric_names: Sequence[str] = ()) -> None:
+        """Create (outside any transform) the brainstate ``State`` that :meth:`graph_step` writes to."""
+        self._graph_state = brainstate.State(self.graph_buffer(metric_names))
+
+    def graph_step(self, **metrics: Any) -> None:
+        """The brainstate form of :meth:`graph_record`: call once per train step inside ``brainstate.transform``
+        code that uses the schedule; records the LR the schedule holds (what the optimizer applied), then steps
+        the schedule. Call :meth:`init_graph_state` with the metric names first; :meth:`flush` / :meth:`close`
+        send what is left in the buffer.
+        """
+        if self._graph_state is None:
+            raise ValueError("call monitor.init_graph_state(metric_names) before using graph_step inside a transform")
+        step = self.schedule.last_epoch.value
+        lrs = jnp.stack([jnp.asarray(lr, jnp.float32) for lr in self.schedule.current_lrs.value])
+        self._graph_state.value = self._record_row(self._graph_state.value, step, lrs, metrics)
+        self.schedule.step()
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _record_row(self, buffer: GraphBuffer, step: Any, lrs: jax.Array, metrics: Mapping[str, Any]) -> GraphBuffer:
+        names = self._graph_names
+        if names is None or set(metrics) != set(names):
+            raise ValueError(f"metrics must be exactly the names the buffer was made for: {names}, got {sorted(metrics)}")
+        values = [jnp.reshape(jnp.asarray(metrics[name], jnp.float32), ()) for name in names]
+        row = jnp.concatenate([jnp.reshape(lrs, (-1,)).astype(jnp.float32), jnp.stack(values) if values else
+                               jnp.zeros((0,), jnp.float32)])
+        return record(buffer, step, row, self.log_every, self._receive_safely)
+
+    def _drain_graph_state(self) -> None:
+        if self._graph_state is None:
+            return
+        buffer = self._graph_state.value
+        self._graph_state.value = empty_buffer(*buffer.rows.shape)._replace(last_step=buffer.last_step)
+        self.graph_drain(buffer)
+
+    def _receive_safely(self, steps: np.ndarray, rows: np.ndarray, count: np.ndarray, last_step: np.ndarray) -> None:
+        """Host end of the in-graph callback: never lets an exception into the compiled step."""
+        try:
+            self._receive(steps, rows, count, last_step)
+        except Exception as error:  # noqa: BLE001
+            import warnings
+
+            warnings.warn(f"lrmon: in-graph records could not be written: {error!r}", RuntimeWarning, stacklevel=1)
+
+    def _receive(self, steps: np.ndarray, rows: np.ndarray, count: Any, last_step: Any) -> None:
+        count = int(count)
+        groups = self.config.num_groups
+        steps = np.asarray(steps[:count], np.int64)
+        rows = np.asarray(rows[:count], np.float64)
+        metrics = {name: rows[:, groups + i] for i, name in enumerate(self._graph_names or ())}
+        with self._lock:
+            self._step = max(self._step, int(last_step) + 1)
+            self._ingest(steps, rows[:, :groups], metrics)
+            self._emit_due_events(self._step)
+
+    def _write_pending(self) -> None:
+        if not self._pending_steps:
+            return
+        steps = np.asarray(self._pending_steps, np.int64)
+        fetched = jax.device_get((self._pending_metrics, self._pending_lrs))
+        rows, applied = fetched
+        if applied:
+            lrs = np.asarray([[float(np.asarray(v)) for v in lr] for lr in applied], np.float64)
+        else:
+            lrs = np.asarray(self._lr_of_steps(steps), np.float64)
+        self._pending_steps, self._pending_metrics, self._pending_lrs = [], [], []
+        metrics: dict[str, tuple[list[int], list[float]]] = {}
+        for step, row in zip(steps.tolist(), rows):
+            for name, value in row.items():
+                series = metrics.setdefault(name, ([], []))
+                series[0].append(step)
+                series[1].append(float(np.asarray(value).reshape(())))
+        self._ingest(steps, lrs, {name: (np.asarray(s, np.int64), np.asarray(v)) for name, (s, v) in metrics.items()})
+
+    def _ingest(self, steps: np.ndarray, lrs: np.ndarray, metrics: Mapping[str, Any]) -> None:
+        """Write rows (steps increasing) to the sinks, dropping steps already written."""
+        fresh = steps >= self._ingested_upto
+        if not fresh.any():
+            return
+        steps, lrs = steps[fresh], lrs[fresh]
+        batch: dict[str, Series] = {tag: Series(steps, lrs[:, g]) for g, tag in enumerate(self.lr_tags)}
+        batch[PHASE_TAG] = Series(steps, self.config.phase_at(steps).astype(np.float64))
+        for name, values in metrics.items():
+            if isinstance(values, tuple):  # (steps, values) of a metric present on some rows only
+                metric_steps, metric_values = values
+                keep = metric_steps >= self._ingested_upto
+                batch[name] = Series(metric_steps[keep], np.asarray(metric_values, np.float64)[keep])
+            else:
+                batch[name] = Series(steps, np.asarray(values, np.float64)[fresh])
+        self._ingested_upto = int(steps[-1]) + 1
+        self._last_logged_step = int(steps[-1])
+        if self._writes:
+            self._sinks.call("write_scalars", batch)
+
+    def _emit_due_events(self, completed: int) -> None:
+        """Emit, once each, the events at steps below ``completed``."""
+        due = sorted((step, kind) for kind, step in self.config.event_steps().items()
+                     if step < completed and kind not in self._emitted)
+        if not due:
+            return
+        lrs = np.asarray(self._lr_of_steps(np.asarray([step for step, _ in due])), np.float64)
+        events = [Event(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]))
+                  for i, (step, kind) in enumerate(due)]
+        for event in events:
+            self._emitted[event.kind] = event.step
+        if self._writes:
+            self._sinks.call("write_events", events)
+
+    def _next_flush_step(self) -> int:
+        """The step count at which the host path flushes next: after ``flush_every`` logged steps or an event."""
+        upcoming = [step + 1 for kind, step in self.config.event_steps().items()
+                    if kind not in self._emitted and step >= self._step]
+        return min([self._step + self.flush_every * self.log_every] + upcoming)
+
+    def _step_driven_schedule(self, t: int) -> None:
+        value = self.schedule.last_epoch.value
+        if isinstance(value, int) and value != t:
+            raise RuntimeError(
+                f"the schedule is at step {value} but the monitor expected {t}: the monitor steps the schedule; "
+                "do not also call schedule.step() yourself"
+            )
+        self.schedule.step()
+
+    def _check_metrics(self, metrics: Mapping[str, Any]) -> None:
+        for name, value in metrics.items():
+            if name in self.lr_tags or name.startswith("lrmon/"):
+                raise ValueError(f"metric name {name!r} is reserved by lrmon (LR tags {self.lr_tags}, 'lrmon/...')")
+            if isinstance(value, (str, bytes)) or value is None or int(np.prod(np.shape(value))) != 1:
+                raise TypeError(f"metric {name!r} must be a scalar number or a one-element array, got {value!r:.80}")
+        self._metric_names = frozenset(metrics)
+
+    def _open_sinks(self, *, resumed: bool) -> None:
+        if not self._writes:
+            return
+        config = {"schedule": type(self.schedule).__name__, **self.config.to_dict(), "log_every": self.log_every}
+        info = RunInfo(self._start_step, config, self.lr_tags, resumed=resumed, write=True)
+        self._sinks.call("open", info)
+        self._sinks.call("write_config", config)
+
+
+def _describe(kind: str, step: int, lrs: np.ndarray) -> str:
+    lr_text = ", ".join(f"{lr:.6g}" for lr in lrs.tolist())
+    return f"{kind} at step {step} (lr {lr_text})"
