@@ -30,8 +30,10 @@ training goes on past the planned length).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -126,6 +128,10 @@ class CurveConfig:
         cosine_lr = self.eta_min + (base - self.eta_min) * cos_factor
         return jnp.where((step < warmup)[..., None], warmup_lr, cosine_lr)
 
+    def lr_per_group_at(self, step: Any) -> tuple[jnp.ndarray, ...]:
+        """:meth:`lr_at` as one compiled call returning a tuple with one scalar per group (cheap on the host)."""
+        return _compiled_lr_per_group(self)(step)
+
     def phase_at(self, step: np.ndarray) -> np.ndarray:
         """Phase number (0 warmup, 1 cosine, 2 past the end) of each step, as int8."""
         step = np.asarray(step)
@@ -142,3 +148,8 @@ class CurveConfig:
         events["end"] = self.total_steps - 1
         events["overrun"] = self.total_steps
         return events
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_lr_per_group(config: CurveConfig) -> Any:
+    return jax.jit(lambda step: tuple(config.lr_at(step)[..., g] for g in range(config.num_groups)))

@@ -30,6 +30,7 @@ import numpy as np
 from lrmon._validation import check_step_count
 from lrmon.curve import CurveConfig
 from lrmon.dispatch import SinkSet
+from lrmon.fetch import fetch_scalars
 from lrmon.graph import GraphBuffer, empty_buffer, record
 from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer
 from lrmon.sinks import Event, RunInfo, Series, Sink
@@ -130,9 +131,11 @@ class LRMonitor:
 
     def flush(self) -> None:
         """Write every buffered record and due event to the sinks now, and make the sinks flush."""
+        # The in-graph buffer is fetched before taking the lock: with several devices (or on GPU) dispatch is
+        # asynchronous, and the computation producing the buffer may be waiting for this lock in a host callback.
+        self._drain_graph_state()
         with self._lock:
             self._write_pending()
-            self._drain_graph_state()
             self._emit_due_events(self._step)
             self._flush_at = self._next_flush_step()
             if not drives_an_optimizer(self.schedule):
@@ -172,6 +175,9 @@ class LRMonitor:
     def graph_drain(self, buffer: GraphBuffer) -> None:
         """Send the rows left in ``buffer`` to the sinks and advance the step count past its last step."""
         steps, rows, count, last_step = jax.device_get(tuple(buffer))
+        if np.ndim(count):  # per-device copies stacked by pmap: identical (replicated carry), keep the first
+            first = (0,) * np.ndim(count)
+            steps, rows, count, last_step = steps[first], rows[first], count[first], last_step[first]
         self._receive(steps, rows, count, last_step)
 
     def init_graph_state(self, metric_names: Sequence[str] = ()) -> None:
@@ -232,20 +238,21 @@ class LRMonitor:
         if not self._pending_steps:
             return
         steps = np.asarray(self._pending_steps, np.int64)
-        fetched = jax.device_get((self._pending_metrics, self._pending_lrs))
-        rows, applied = fetched
+        rows, applied = self._pending_metrics, self._pending_lrs
+        self._pending_steps, self._pending_metrics, self._pending_lrs = [], [], []
         if applied:
-            lrs = np.asarray([[float(np.asarray(v)) for v in lr] for lr in applied], np.float64)
+            lrs = np.stack([fetch_scalars([lr[g] for lr in applied], self.flush_every)
+                            for g in range(self.config.num_groups)], axis=1)
         else:
             lrs = np.asarray(self._lr_of_steps(steps), np.float64)
-        self._pending_steps, self._pending_metrics, self._pending_lrs = [], [], []
-        metrics: dict[str, tuple[list[int], list[float]]] = {}
+        metrics: dict[str, tuple[list[int], list[Any]]] = {}
         for step, row in zip(steps.tolist(), rows):
             for name, value in row.items():
                 series = metrics.setdefault(name, ([], []))
                 series[0].append(step)
-                series[1].append(float(np.asarray(value).reshape(())))
-        self._ingest(steps, lrs, {name: (np.asarray(s, np.int64), np.asarray(v)) for name, (s, v) in metrics.items()})
+                series[1].append(value)
+        self._ingest(steps, lrs, {name: (np.asarray(metric_steps, np.int64), fetch_scalars(values, self.flush_every))
+                                  for name, (metric_steps, values) in metrics.items()})
 
     def _ingest(self, steps: np.ndarray, lrs: np.ndarray, metrics: Mapping[str, Any]) -> None:
         """Write rows (steps increasing) to the sinks, dropping steps already written."""

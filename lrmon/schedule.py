@@ -160,7 +160,7 @@ class WarmupCosineSchedule(_scheduler_base()):
 
     def get_lr(self) -> list[jnp.ndarray]:
         """LR of each group at ``last_epoch`` (a list; works inside brainstate transforms)."""
-        return list(self._config.lr_at(self.last_epoch.value))
+        return list(self._config.lr_per_group_at(self.last_epoch.value))
 
     def step(self, epoch: int | None = None) -> None:
         """Advance ``last_epoch`` by one, or jump to ``epoch``; refresh ``current_lrs`` (and a bound optimizer's)."""
