@@ -19,7 +19,10 @@ The LR at step :math:`t` is known on the host from the configuration, so events 
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import brainstate
@@ -32,6 +35,8 @@ from lrmon.curve import CurveConfig
 from lrmon.dispatch import SinkSet
 from lrmon.fetch import fetch_scalars
 from lrmon.graph import GraphBuffer, empty_buffer, record
+from lrmon.schedule import ConfigMismatchError
+from lrmon.state import STATE_FILE_NAME, MonitorState, read_state, write_state_file
 from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer
 from lrmon.sinks import Event, RunInfo, Series, Sink
 
@@ -52,6 +57,15 @@ class LRMonitor:
         exact step.
       flush_every: logged steps buffered on the host before one batched fetch and write.
       graph_capacity: rows of the in-graph ring buffer (one host callback per this many logged steps).
+      save_every: also save the state every this many steps (it is always saved at :meth:`close`).
+      state_dir: directory of the local state file ``lrmon_state.json`` (default: a private temporary directory;
+        every sink also stores the state with its tracker: W&B artifact, TensorBoard logdir).
+      resume_from: a state file, a TensorBoard logdir, a W&B artifact directory, or a
+        :class:`~lrmon.state.MonitorState`: the schedule jumps to the saved step, events already emitted are not
+        emitted again, a ``resume`` event marks the step, and sinks are opened at that step (TensorBoard purges
+        what the interrupted run wrote from there on).
+      allow_config_change: resume even if the saved schedule configuration differs from ``schedule``'s (the
+        schedule keeps its own configuration); otherwise :class:`~lrmon.ConfigMismatchError` names the fields.
 
     Records are written only on JAX process 0; other processes keep counting steps and do no tracker I/O.
     """
@@ -64,6 +78,10 @@ class LRMonitor:
         log_every: int = 1,
         flush_every: int = 256,
         graph_capacity: int = 1024,
+        save_every: int | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        resume_from: str | os.PathLike[str] | MonitorState | None = None,
+        allow_config_change: bool = False,
     ) -> None:
         self.schedule = schedule
         self.config: CurveConfig = curve_config_of(schedule)
@@ -81,16 +99,25 @@ class LRMonitor:
         self._ingested_upto = self._step  # rows at steps below this were already written (drops duplicates)
         self._last_logged_step: int | None = None
         self._emitted: dict[str, int] = {}
+        self._emission_log: list[tuple[str, int]] = []
+        self._last_save_step = self._step
         self._pending_steps: list[int] = []
         self._pending_metrics: list[Mapping[str, Any]] = []
         self._pending_lrs: list[Any] = []
         self._metric_names: frozenset[str] = frozenset()
-        self._flush_at = self._next_flush_step()
         self._lock = threading.RLock()
         self._graph_names: tuple[str, ...] | None = None
         self._graph_state: brainstate.State | None = None
         self._closed = False
-        self._open_sinks(resumed=False)
+        self.save_every = None if save_every is None else check_step_count("save_every", save_every, minimum=1)
+        self._state_dir = Path(state_dir) if state_dir is not None else None
+        self._resume_note: str | None = None
+        if resume_from is not None:
+            self._restore(resume_from, allow_config_change)
+        self._flush_at = self._next_flush_step()
+        self._open_sinks(resumed=resume_from is not None)
+        if self._resume_note is not None:
+            self._emit([(self._step, "resume")], detail_suffix=self._resume_note)
 
     # -- public properties -----------------------------------------------------------------------------------
     @property
@@ -137,6 +164,8 @@ class LRMonitor:
         with self._lock:
             self._write_pending()
             self._emit_due_events(self._step)
+            if self.save_every is not None and self._step >= self._next_save_step():
+                self._save_flushed_state()
             self._flush_at = self._next_flush_step()
             if not drives_an_optimizer(self.schedule):
                 self.schedule.step(self._step)  # keep the schedule object's last_epoch current
@@ -146,7 +175,7 @@ class LRMonitor:
         """Flush everything, then close every sink. Safe to call twice."""
         if self._closed:
             return
-        self.flush()
+        self.save_state()
         self._sinks.call("close")
         self._closed = True
 
@@ -233,6 +262,8 @@ class LRMonitor:
             self._step = max(self._step, int(last_step) + 1)
             self._ingest(steps, rows[:, :groups], metrics)
             self._emit_due_events(self._step)
+            if self.save_every is not None and self._step >= self._next_save_step():
+                self._save_flushed_state()
 
     def _write_pending(self) -> None:
         if not self._pending_steps:
@@ -275,24 +306,79 @@ class LRMonitor:
             self._sinks.call("write_scalars", batch)
 
     def _emit_due_events(self, completed: int) -> None:
-        """Emit, once each, the events at steps below ``completed``."""
-        due = sorted((step, kind) for kind, step in self.config.event_steps().items()
-                     if step < completed and kind not in self._emitted)
+        """Emit, once each, the schedule events at steps below ``completed``."""
+        self._emit(sorted((step, kind) for kind, step in self.config.event_steps().items()
+                          if step < completed and kind not in self._emitted))
+
+    def _emit(self, due: Sequence[tuple[int, str]], detail_suffix: str = "") -> None:
         if not due:
             return
         lrs = np.asarray(self._lr_of_steps(np.asarray([step for step, _ in due])), np.float64)
-        events = [Event(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]))
+        events = [Event(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]) + detail_suffix)
                   for i, (step, kind) in enumerate(due)]
         for event in events:
             self._emitted[event.kind] = event.step
+            self._emission_log.append((event.kind, event.step))
         if self._writes:
             self._sinks.call("write_events", events)
 
     def _next_flush_step(self) -> int:
-        """The step count at which the host path flushes next: after ``flush_every`` logged steps or an event."""
+        """The step count at which the host path flushes next: after ``flush_every`` logged steps, an event, or
+        when a state save is due."""
         upcoming = [step + 1 for kind, step in self.config.event_steps().items()
                     if kind not in self._emitted and step >= self._step]
+        if self.save_every is not None:
+            upcoming.append(self._next_save_step())
         return min([self._step + self.flush_every * self.log_every] + upcoming)
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def save_state(self) -> Path | None:
+        """Flush, then save the state (local file, and every sink's tracker); returns the local file's path.
+
+        Only process 0 saves (returns ``None`` elsewhere). The file is replaced atomically.
+        """
+        with self._lock:
+            self.flush()
+            return self._save_flushed_state()
+
+    def _next_save_step(self) -> int:
+        assert self.save_every is not None
+        return (self._last_save_step // self.save_every + 1) * self.save_every
+
+    def _save_flushed_state(self) -> Path | None:
+        self._last_save_step = self._step
+        if not self._writes:
+            return None
+        if self._state_dir is None:
+            self._state_dir = Path(tempfile.mkdtemp(prefix="lrmon-state-"))
+        state = MonitorState(
+            schedule_class=type(self.schedule).__name__,
+            config=self.config,
+            step=self._step,
+            emitted_events=tuple(self._emission_log),
+            last_logged_step=self._last_logged_step,
+            trackers=self._sinks.identities(),
+            monitor_config={"log_every": self.log_every, "save_every": self.save_every},
+        )
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        path = write_state_file(self._state_dir / STATE_FILE_NAME, state)
+        self._sinks.call("save_state", path, self._step)
+        return path
+
+    def _restore(self, source: str | os.PathLike[str] | MonitorState, allow_config_change: bool) -> None:
+        """Continue from a saved state (nothing changes if it cannot be read or does not match)."""
+        state = source if isinstance(source, MonitorState) else read_state(source)
+        differing = state.config.differing_fields(self.config)
+        if differing and not allow_config_change:
+            raise ConfigMismatchError(differing, state.config, self.config)
+        self.schedule.step(state.step)
+        self._step = self._start_step = self._ingested_upto = self._last_save_step = state.step
+        self._last_logged_step = state.last_logged_step
+        self._emission_log = list(state.emitted_events)
+        self._emitted = {kind: step for kind, step in state.emitted_events}
+        origin = "a MonitorState" if isinstance(source, MonitorState) else os.fspath(source)
+        changed = f"; configuration changed in {differing}" if differing else ""
+        self._resume_note = f", resumed from {origin}{changed}"
 
     def _step_driven_schedule(self, t: int) -> None:
         value = self.schedule.last_epoch.value
