@@ -164,8 +164,7 @@ class LRMonitor:
         with self._lock:
             self._write_pending()
             self._emit_due_events(self._step)
-            if self.save_every is not None and self._step >= self._next_save_step():
-                self._save_flushed_state()
+            self._save_if_due()
             self._flush_at = self._next_flush_step()
             if not drives_an_optimizer(self.schedule):
                 self.schedule.step(self._step)  # keep the schedule object's last_epoch current
@@ -262,8 +261,7 @@ class LRMonitor:
             self._step = max(self._step, int(last_step) + 1)
             self._ingest(steps, rows[:, :groups], metrics)
             self._emit_due_events(self._step)
-            if self.save_every is not None and self._step >= self._next_save_step():
-                self._save_flushed_state()
+            self._save_if_due()
 
     def _write_pending(self) -> None:
         if not self._pending_steps:
@@ -340,6 +338,10 @@ class LRMonitor:
         with self._lock:
             self.flush()
             return self._save_flushed_state()
+
+    def _save_if_due(self) -> None:
+        if self.save_every is not None and self._step >= self._next_save_step():
+            self._save_flushed_state()
 
     def _next_save_step(self) -> int:
         assert self.save_every is not None
