@@ -101,6 +101,7 @@ class LRMonitor:
         self._emitted: dict[str, int] = {}
         self._emission_log: list[tuple[str, int]] = []
         self._last_save_step = self._step
+        self._last_saved: tuple[int, Path] | None = None
         self._pending_steps: list[int] = []
         self._pending_metrics: list[Mapping[str, Any]] = []
         self._pending_lrs: list[Any] = []
@@ -168,14 +169,16 @@ class LRMonitor:
             self._flush_at = self._next_flush_step()
             if not drives_an_optimizer(self.schedule):
                 self.schedule.step(self._step)  # keep the schedule object's last_epoch current
-            self._sinks.call("flush")
+            if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
+                self._sinks.call("flush")
 
     def close(self) -> None:
         """Flush everything, then close every sink. Safe to call twice."""
         if self._closed:
             return
         self.save_state()
-        self._sinks.call("close")
+        if self._writes:
+            self._sinks.call("close")
         self._closed = True
 
     def __enter__(self) -> "LRMonitor":
@@ -335,8 +338,11 @@ class LRMonitor:
 
         Only process 0 saves (returns ``None`` elsewhere). The file is replaced atomically.
         """
+        self._drain_graph_state()  # before the lock, as in flush()
         with self._lock:
             self.flush()
+            if self._last_saved is not None and self._last_saved[0] == self._step:
+                return self._last_saved[1]  # flush() just saved this very step
             return self._save_flushed_state()
 
     def _save_if_due(self) -> None:
@@ -365,6 +371,7 @@ class LRMonitor:
         self._state_dir.mkdir(parents=True, exist_ok=True)
         path = write_state_file(self._state_dir / STATE_FILE_NAME, state)
         self._sinks.call("save_state", path, self._step)
+        self._last_saved = (self._step, path)
         return path
 
     def _restore(self, source: str | os.PathLike[str] | MonitorState, allow_config_change: bool) -> None:

@@ -1,0 +1,114 @@
+"""Helpers shared by the tracker sinks: the process-0 write gate, unique file names, atomic copies, config flattening.
+
+Nothing here imports a tracker library.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from lrmon.sinks import RunInfo
+
+__all__ = ["WriteGate", "unique_suffix", "atomic_copy", "flatten_config", "config_json"]
+
+_COUNTER = itertools.count()
+
+
+class WriteGate:
+    """Remembers whether this process may write (``RunInfo.write``) and whether the sink was opened and closed.
+
+    ``active`` is true between ``open(info)`` with ``info.write`` true and ``close()``. Methods of a sink call
+    :meth:`check` first and return without any I/O when it is false.
+    """
+
+    def __init__(self, sink_name: str) -> None:
+        self._sink_name = sink_name
+        self.info: RunInfo | None = None
+        self.closed = False
+
+    def open(self, info: RunInfo) -> bool:
+        """Record ``info``; return whether the sink should do I/O. Opening twice raises ``RuntimeError``."""
+        if self.info is not None:
+            raise RuntimeError(f"{self._sink_name}.open() was called twice")
+        self.info = info
+        return bool(info.write)
+
+    def check(self) -> bool:
+        """Whether the sink should write now; ``RuntimeError`` if it was never opened."""
+        if self.info is None:
+            raise RuntimeError(f"{self._sink_name}: call open(info) before writing")
+        return bool(self.info.write) and not self.closed
+
+
+def unique_suffix() -> str:
+    """A file-name suffix unique to this process and call, sorting in creation order within one second.
+
+    Nanosecond time first (fixed width), then the process id and a per-process counter.
+    """
+    return f".{time.time_ns():020d}.{os.getpid()}.{next(_COUNTER)}.lrmon"
+
+
+def atomic_copy(source: os.PathLike[str] | str, destination: os.PathLike[str] | str) -> Path:
+    """Copy ``source`` to ``destination`` atomically: temp file in the same folder, fsync, ``os.replace``.
+
+    A reader sees either the old file or the complete new one, never a partial copy.
+    """
+    destination = Path(destination)
+    data = Path(source).read_bytes()
+    handle, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    try:
+        with os.fdopen(handle, "wb") as temp:
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, destination)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(destination.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return destination
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict[str, bool | int | float | str]:
+    """Flatten nested mappings and sequences into ``{"a/b/0": value}`` with bool/int/float/str leaves.
+
+    Other leaves (``None``, objects) become their ``str``; an empty sequence becomes ``"[]"``.
+    """
+    flat: dict[str, bool | int | float | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+            value = value.item()  # numpy scalar -> Python scalar
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, name, sep))
+        elif isinstance(value, (list, tuple)):
+            if not value:
+                flat[name] = "[]"
+            for index, item in enumerate(value):
+                flat.update(flatten_config({str(index): item}, name, sep))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def config_json(config: Mapping[str, Any]) -> str:
+    """The configuration as indented, key-sorted JSON (``str`` for anything JSON cannot encode)."""
+    return json.dumps(config, indent=2, sort_keys=True, default=str)

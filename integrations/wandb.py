@@ -1,0 +1,442 @@
+"""``WandbSink``: lrmon's records in a Weights & Biases run, and ``read_offline_run`` to read an offline run back.
+
+What the run gets:
+
+* one history row per step: ``{"lr": ..., "loss": ..., "lrmon/phase": ..., "trainer/step": step}``. The x-axis is
+  the metric ``trainer/step`` (``define_metric``), not wandb's own ``_step``, and rows are logged without
+  ``step=``: after a resume, rows for steps that were logged before are kept (wandb drops a ``step=`` lower than
+  its counter with only a stderr line); plot against ``trainer/step``;
+* per event: a row ``{"lrmon/event/<kind>": 1, "trainer/step": step}`` and ``run.summary["lrmon/events/<kind>"] =
+  step``; at close, a table ``lrmon/events`` (step, kind, the LR of each group, detail);
+* the configuration as ``run.config["lrmon"]``;
+* an "LR vs loss" chart: at close, a table ``lrmon/lr_loss`` (trainer/step, LR tags, loss) and a native
+  ``wandb.plot.line_series`` panel ``lrmon/lr_vs_loss`` of the LR(s) and the loss over ``trainer/step``, built from
+  the rows this sink saw, thinned to at most ``chart_points`` steps (every k-th step, k doubling as needed).
+  Offline a custom Vega chart cannot be defined, so this is what the run carries; both are on one y-axis (switch
+  the panel to log scale when LR and loss differ by orders of magnitude);
+* ``save_state``: an artifact ``lrmon-state-<run id>`` of type ``lr-schedule-state`` holding ``lrmon_state.json``
+  and the marker ``lrmon_artifact.json``, with aliases ``latest`` and ``step-<step>`` and metadata
+  ``{**config, "step": step}``; the same files are kept in ``<run dir>/lrmon-artifact/`` (offline runs cannot
+  ``use_artifact``; resume from that directory).
+
+``WandbSink(**init_kwargs)`` creates its own run in ``open()`` (offline by default, isolated settings, ``dir``
+explicit) and finishes it in ``close()``, then waits until wandb-core has written the run's exit record (``finish``
+can return before that). ``WandbSink(run)`` uses a run you made and never finishes it. Any wandb error propagates
+from the sink method (a dead wandb-core raises ``ConnectionResetError`` at once; nothing here waits on it without a
+timeout); the monitor then disables the sink with one warning. wandb has no flush call: records reach wandb-core at
+each ``log``; ``flush()`` only checks that the run is still usable. For runs the sink creates, the ``.wandb`` file is
+flushed every ``x_transaction_log_flush_interval`` seconds (1 s here instead of wandb's 15 s).
+
+When ``info.write`` is false (processes other than 0) the sink does nothing: no ``wandb.init``, no I/O.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
+
+from lrmon.integrations._process import WriteGate, atomic_copy
+
+__all__ = [
+    "WandbSink", "read_offline_run", "inspect_records", "STEP_METRIC", "DEFAULT_DIR", "LOCAL_ARTIFACT_DIR",
+    "default_settings",
+]
+
+#: The x-axis metric of every row the sink logs.
+STEP_METRIC = "trainer/step"
+#: Where runs the sink creates go unless ``dir=`` says otherwise.
+DEFAULT_DIR = "./wandb-runs"
+#: File name of the state file inside the state artifact.
+STATE_FILE_NAME = "lrmon_state.json"
+#: Folder inside the run directory that keeps a copy of the latest state artifact's files.
+LOCAL_ARTIFACT_DIR = "lrmon-artifact"
+
+_DEFAULT_SETTINGS: dict[str, Any] = {
+    "console": "off",
+    "silent": True,
+    "x_disable_stats": True,
+    "x_disable_meta": True,
+    "x_save_requirements": False,
+    "x_transaction_log_flush_interval": 1.0,
+}
+
+
+def _wandb() -> Any:
+    """The real ``wandb`` package (never this module), imported on first use."""
+    try:
+        return importlib.import_module("wandb")
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("lrmon.integrations.wandb needs wandb: pip install 'lrmon[wandb]'") from error
+
+
+def default_settings(**overrides: Any) -> Any:
+    """``wandb.Settings`` isolating a run the sink creates: no console capture, stats, metadata or requirements."""
+    return _wandb().Settings(**{**_DEFAULT_SETTINGS, **overrides})
+
+
+class _Thinned:
+    """Keeps ``(step, value)`` pairs at steps divisible by a stride that doubles when more than ``cap`` are kept."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = max(2, cap)
+        self.stride = 1
+        self.points: dict[int, dict[str, float]] = {}
+
+    def add(self, step: int, values: Mapping[str, float]) -> None:
+        if step % self.stride:
+            return
+        self.points.setdefault(step, {}).update(values)
+        while len(self.points) > self.cap:
+            self.stride *= 2
+            self.points = {s: v for s, v in self.points.items() if s % self.stride == 0}
+
+
+class WandbSink(Sink):
+    """lrmon records to a W&B run (see the module docstring for what the run gets).
+
+    Args:
+        run: an existing run to log into (not finished by the sink). Without it, ``open()`` calls
+            ``wandb.init(dir=dir, mode="offline", reinit="create_new", settings=<isolated>, **init_kwargs)``;
+            ``mode``/``reinit``/``settings`` in ``init_kwargs`` override those defaults (``settings`` may be a dict,
+            merged over the defaults).
+        dir: the directory for a run the sink creates (``wandb`` reads ``WANDB_DIR`` once per process, so it is
+            always passed explicitly).
+        loss_key: the metric drawn beside the LR(s) in the LR-vs-loss chart.
+        chart_points: at most this many steps in that chart's table.
+        finish_timeout: seconds ``close()`` waits, after ``run.finish()``, for the run's exit record.
+
+    The constructor does no I/O and does not import wandb.
+    """
+
+    def __init__(
+        self, run: Any = None, *, dir: str | os.PathLike[str] = DEFAULT_DIR, loss_key: str = "loss",
+        chart_points: int = 2000, finish_timeout: float = 60.0, **init_kwargs: Any,
+    ) -> None:
+        if run is not None and init_kwargs:
+            raise TypeError(f"WandbSink: pass either run or wandb.init arguments, not both ({sorted(init_kwargs)})")
+        self._run = run
+        self._owns_run = run is None
+        self._dir = Path(dir)
+        self._init_kwargs = init_kwargs
+        self._loss_key = loss_key
+        self._chart = _Thinned(chart_points)
+        self._finish_timeout = finish_timeout
+        self._gate = WriteGate(self.name)
+        self._config: dict[str, Any] = {}
+        self._events: list[Event] = []
+        self._lr_tags: tuple[str, ...] = ()
+        self._defined: set[str] = set()
+        self._last_step: int | None = None
+
+    # -- properties ------------------------------------------------------------------------------------------
+    @property
+    def run(self) -> Any:
+        """The wandb run (``None`` before ``open()`` or when this process does not write)."""
+        return self._run if self._gate.info is not None and self._gate.info.write else None
+
+    @property
+    def artifact_dir(self) -> Path | None:
+        """``<run dir>/lrmon-artifact``: the latest state artifact's files (``resume_from=`` accepts it)."""
+        run_dir = self.run_dir
+        return None if run_dir is None else run_dir / LOCAL_ARTIFACT_DIR
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run's directory (``run.settings.sync_dir``; wandb may move a run whose ``dir`` is unwritable)."""
+        run = self.run
+        return None if run is None else Path(run.settings.sync_dir)
+
+    # -- Sink interface --------------------------------------------------------------------------------------
+    def open(self, info: RunInfo) -> None:
+        """Create the run (unless given) and define ``trainer/step`` as the x-axis."""
+        if not self._gate.open(info):
+            return
+        self._lr_tags = tuple(info.lr_tags)
+        self._config = dict(info.config)
+        if self._run is None:
+            wandb = _wandb()
+            kwargs = dict(self._init_kwargs)
+            settings = kwargs.pop("settings", None)
+            if settings is None or isinstance(settings, Mapping):
+                settings = default_settings(**(settings or {}))
+            kwargs.setdefault("mode", "offline")
+            kwargs.setdefault("reinit", "create_new")
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._run = wandb.init(dir=str(self._dir), settings=settings, **kwargs)
+        self._run.define_metric(STEP_METRIC)
+        if self._owns_run:
+            self._run.define_metric("*", step_metric=STEP_METRIC)
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """``run.config["lrmon"] = config`` (changes allowed: a resumed run may rewrite it)."""
+        if not self._gate.check():
+            return
+        self._config = dict(config)
+        self._run.config.update({"lrmon": dict(config)}, allow_val_change=True)
+
+    def write_scalars(self, batch: ScalarBatch) -> None:
+        """One ``run.log`` row per step, with ``trainer/step`` and without ``step=``."""
+        if not self._gate.check():
+            return
+        run = self._run
+        self._define(batch.keys())
+        chart_keys = set(self._lr_tags) | {self._loss_key}
+        for step, row in iter_rows(batch):
+            run.log({**row, STEP_METRIC: step})
+            chart_values = {key: value for key, value in row.items() if key in chart_keys}
+            if chart_values:
+                self._chart.add(step, chart_values)
+            self._last_step = step if self._last_step is None else max(self._last_step, step)
+
+    def write_events(self, events: Sequence[Event]) -> None:
+        """Per event: a row ``lrmon/event/<kind> = 1`` at its step and ``summary["lrmon/events/<kind>"] = step``."""
+        if not self._gate.check():
+            return
+        run = self._run
+        self._define(f"lrmon/event/{event.kind}" for event in events)
+        for event in events:
+            run.log({f"lrmon/event/{event.kind}": 1, STEP_METRIC: event.step})
+            run.summary[f"lrmon/events/{event.kind}"] = event.step
+            self._events.append(event)
+            self._last_step = event.step if self._last_step is None else max(self._last_step, event.step)
+
+    def write_text(self, step: int, tag: str, text: str) -> None:
+        """Log free text as a string value under ``tag`` at ``step`` (used by the clu adapter)."""
+        if not self._gate.check():
+            return
+        self._define([tag])
+        self._run.log({tag: text, STEP_METRIC: step})
+
+    def save_state(self, path: Path, step: int) -> None:
+        """Log ``path`` as artifact ``lrmon-state-<run id>`` (aliases ``latest``, ``step-<step>``).
+
+        The artifact holds ``lrmon_state.json`` and the marker ``lrmon_artifact.json`` (``lrmon.state``). The same
+        two files are first kept, each replaced atomically, in ``<run dir>/lrmon-artifact/`` (:attr:`artifact_dir`):
+        offline, ``run.use_artifact`` is refused, so that directory is what ``resume_from=`` reads (online, the
+        artifact's ``download()`` directory holds the same files).
+        """
+        if not self._gate.check() or getattr(self._run, "disabled", False):
+            return
+        from lrmon.state import ARTIFACT_MARKER_NAME, ARTIFACT_TYPE, write_artifact_marker
+
+        wandb = _wandb()
+        local = Path(self._run.settings.sync_dir) / LOCAL_ARTIFACT_DIR
+        local.mkdir(exist_ok=True)
+        atomic_copy(path, local / STATE_FILE_NAME)
+        write_artifact_marker(local)
+        metadata = {**self._config, "step": int(step)}
+        artifact = wandb.Artifact(name=f"lrmon-state-{self._run.id}", type=ARTIFACT_TYPE, metadata=metadata)
+        artifact.add_file(str(local / STATE_FILE_NAME), name=STATE_FILE_NAME)  # copied to staging now
+        artifact.add_file(str(local / ARTIFACT_MARKER_NAME), name=ARTIFACT_MARKER_NAME)
+        self._run.log_artifact(artifact, aliases=["latest", f"step-{int(step)}"])
+
+    def identity(self) -> dict[str, Any]:
+        """Run id, project, entity and run directory (empty when this process does not write)."""
+        run = self.run
+        if run is None:
+            return {}
+        return {
+            "wandb_run_id": run.id,
+            "wandb_project": run.project,
+            "wandb_entity": run.entity,
+            "wandb_run_dir": str(run.settings.sync_dir),
+        }
+
+    def flush(self) -> None:
+        """wandb has no flush: rows already reached wandb-core. Raises if the run was finished elsewhere."""
+        if not self._gate.check():
+            return
+        if getattr(self._run, "_is_finished", False):
+            raise RuntimeError("WandbSink: the wandb run was finished; nothing can be logged any more")
+
+    def close(self) -> None:
+        """Log the events table and the LR-vs-loss chart; finish an own run and wait for its exit record."""
+        if self._gate.info is None or not self._gate.check():
+            self._gate.closed = True
+            return
+        self._gate.closed = True
+        run = self._run
+        final = self._final_row()
+        if final:
+            run.log({**final, STEP_METRIC: self._last_step if self._last_step is not None else 0})
+        if self._owns_run:
+            run_dir = Path(run.settings.sync_dir)
+            run.finish()
+            if not getattr(run, "disabled", False):  # mode="disabled" writes no .wandb file
+                _wait_for_exit_record(run_dir, self._finish_timeout)
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _define(self, tags: Any) -> None:
+        """On a user's run, give each new lrmon tag ``trainer/step`` as x-axis (own runs use ``*``)."""
+        if self._owns_run:
+            return
+        for tag in tags:
+            if tag not in self._defined and tag != STEP_METRIC:
+                self._run.define_metric(tag, step_metric=STEP_METRIC)
+                self._defined.add(tag)
+
+    def _final_row(self) -> dict[str, Any]:
+        wandb = _wandb()
+        row: dict[str, Any] = {}
+        if self._events:
+            columns = ["step", "kind", *self._lr_tags, "detail"]
+            data = [
+                [event.step, event.kind, *_pad(event.lrs, len(self._lr_tags)), event.detail]
+                for event in self._events
+            ]
+            row["lrmon/events"] = wandb.Table(columns=columns, data=data)
+        points = self._chart.points
+        if points:
+            keys = [*self._lr_tags, self._loss_key]
+            steps = sorted(points)
+            row["lrmon/lr_loss"] = wandb.Table(
+                columns=[STEP_METRIC, *keys],
+                data=[[step, *(points[step].get(key) for key in keys)] for step in steps],
+            )
+            series_keys = [key for key in keys if any(key in points[step] for step in steps)]
+            xs = [[step for step in steps if key in points[step]] for key in series_keys]
+            ys = [[points[step][key] for step in steps if key in points[step]] for key in series_keys]
+            row["lrmon/lr_vs_loss"] = wandb.plot.line_series(
+                xs=xs, ys=ys, keys=series_keys, title="LR vs loss", xname=STEP_METRIC
+            )
+        return row
+
+
+def _pad(values: Sequence[float], length: int) -> list[float | None]:
+    return [float(v) for v in values[:length]] + [None] * max(0, length - len(values))
+
+
+# -- reading an offline run back ------------------------------------------------------------------------------
+def _find_wandb_file(run_dir: Path) -> Path:
+    if run_dir.is_file() and run_dir.suffix == ".wandb":
+        return run_dir
+    files = sorted(run_dir.glob("run-*.wandb"))
+    if len(files) != 1:
+        raise FileNotFoundError(f"expected one run-*.wandb file in {run_dir}, found {len(files)}")
+    return files[0]
+
+
+def _inspect(run_dir: Path, *flags: str, timeout: float = 60.0) -> str:
+    """Output of ``wandb leet inspect <flags> <run_dir>``.
+
+    Runs the ``wandb-core leet inspect`` binary that the ``wandb leet inspect`` command wraps (same arguments, no
+    Python start-up: ~40 ms instead of ~1 s); falls back to ``python -m wandb leet inspect``. The working directory
+    is a temporary one (the tool may leave a debug log there).
+    """
+    wandb_file = _find_wandb_file(run_dir)
+    commands = []
+    try:
+        from wandb.util import get_core_path
+
+        commands.append([get_core_path(), "leet", "inspect", "--no-observability", *flags,
+                         "--run-file", str(wandb_file), str(wandb_file.parent.parent)])
+    except Exception:  # noqa: BLE001 - fall back to the CLI
+        pass
+    commands.append([sys.executable, "-m", "wandb", "leet", "inspect", *flags, str(wandb_file)])
+    errors = []
+    with tempfile.TemporaryDirectory(prefix="lrmon-leet-") as cwd:
+        for command in commands:
+            try:
+                result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                                        stdin=subprocess.DEVNULL)
+            except (OSError, subprocess.TimeoutExpired) as error:
+                errors.append(f"{command[0]}: {error}")
+                continue
+            if result.returncode == 0:
+                return result.stdout
+            errors.append(f"{command[0]} exited {result.returncode}: {result.stderr.strip()[-500:]}")
+    raise RuntimeError(f"wandb leet inspect failed for {wandb_file}: " + "; ".join(errors))
+
+
+def inspect_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of an offline run's ``.wandb`` log, as ``wandb leet inspect --json`` prints them."""
+    output = _inspect(Path(run_dir), "--json")
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def read_offline_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a (finished or running) offline run back with wandb's own ``leet inspect``.
+
+    Returns ``{"run_id", "project", "entity", "state", "exit_code", "history", "config", "summary", "metrics",
+    "artifacts", "tables"}``: ``history`` is the list of logged rows in order (each with wandb's ``_step``,
+    ``_runtime``, ``_timestamp``); ``config`` and ``summary`` are the merged values; ``metrics`` the
+    ``define_metric`` records; ``artifacts`` one dict per ``log_artifact`` (``name``, ``type``, ``aliases``,
+    ``metadata`` decoded, ``files`` with each entry's ``path``, ``local_path`` and ``size``); ``tables`` maps each
+    summary key holding a table to ``{"columns", "data"}`` read from the run's files. Values come back through
+    JSON (``1.0`` reads as ``1``): compare numbers approximately.
+    """
+    run_dir = Path(run_dir)
+    records = inspect_records(run_dir)
+    summary_info = json.loads(_inspect(run_dir, "--summary", "--json"))
+    history: list[dict[str, Any]] = []
+    metrics: list[dict[str, Any]] = []
+    artifacts: list[dict[str, Any]] = []
+    exit_code = None
+    for record in records:
+        kind = record.get("type")
+        if kind == "history":
+            history.append(record["history"].get("item", {}))
+        elif kind == "metric":
+            metrics.append(record["metric"])
+        elif kind == "artifact":
+            artifact = record["artifact"]
+            metadata = artifact.get("metadata") or "{}"
+            artifacts.append({
+                "name": artifact.get("name"),
+                "type": artifact.get("type"),
+                "aliases": list(artifact.get("aliases", [])),
+                "metadata": json.loads(metadata) if isinstance(metadata, str) else metadata,
+                "files": [
+                    {"path": entry.get("path"), "local_path": entry.get("local_path"), "size": int(entry.get("size", 0))}
+                    for entry in artifact.get("manifest", {}).get("contents", [])
+                ],
+            })
+        elif kind == "exit":
+            exit_code = record["exit"].get("exit_code", 0)
+    summary = summary_info.get("summary", {})
+    wandb_file = _find_wandb_file(run_dir)
+    tables = {}
+    for key, value in summary.items():
+        if isinstance(value, dict) and value.get("_type") == "table-file" and value.get("path"):
+            table_path = wandb_file.parent / "files" / value["path"]
+            if table_path.is_file():
+                table = json.loads(table_path.read_text())
+                tables[key] = {"columns": table.get("columns", []), "data": table.get("data", [])}
+    return {
+        "run_id": summary_info.get("run_id"),
+        "project": summary_info.get("project"),
+        "entity": summary_info.get("entity"),
+        "state": summary_info.get("state"),
+        "exit_code": exit_code,
+        "history": history,
+        "config": summary_info.get("config", {}),
+        "summary": summary,
+        "metrics": metrics,
+        "artifacts": artifacts,
+        "tables": tables,
+    }
+
+
+def _wait_for_exit_record(run_dir: Path, timeout: float) -> None:
+    """Wait until the run's ``.wandb`` log holds its exit record (``run.finish()`` may return before that)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        try:
+            if json.loads(_inspect(run_dir, "--summary", "--json")).get("exit_code") is not None:
+                return
+        except (FileNotFoundError, RuntimeError, json.JSONDecodeError):
+            pass
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"wandb run in {run_dir}: no exit record after {timeout:g} s (run.finish() incomplete)")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)

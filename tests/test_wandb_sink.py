@@ -1,0 +1,199 @@
+"""WandbSink against real offline wandb 0.31, read back with wandb's own ``leet inspect`` (read_offline_run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import warnings
+from contextlib import suppress
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lrmon
+from lrmon.integrations.wandb import STEP_METRIC, WandbSink, read_offline_run
+from lrmon.state import read_state
+
+from _trackers import CONFIG, TWO_GROUPS, batches, call_with_timeout, child_pids, curve, events, run_info, wandb_env
+
+N = 300
+__all__ = ["wandb_env"]  # the fixture, imported for pytest
+
+
+def rows_by_step(history: list[dict], key: str) -> dict[int, list[float]]:
+    """``trainer/step -> [values of key]`` over the history rows that have ``key``."""
+    out: dict[int, list[float]] = {}
+    for row in history:
+        if key in row:
+            out.setdefault(int(row[STEP_METRIC]), []).append(row[key])
+    return out
+
+
+def test_sink_interface_read_back(wandb_env: Path, tmp_path: Path) -> None:
+    sink = WandbSink(dir=wandb_env, project="lrmon-tests")
+    info = run_info()
+    sink.open(info)
+    sink.write_config(info.config)
+    for batch in batches(CONFIG, 0, N):
+        sink.write_scalars(batch)
+    sink.write_events(events(CONFIG, N))
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"step": N - 1, "config": CONFIG.to_dict()}))
+    sink.save_state(state, N - 1)
+    saved = state.read_text()
+    state.write_text("changed after save_state")  # the artifact must hold the content at save time
+    identity = sink.identity()
+    sink.close()
+
+    run = read_offline_run(identity["wandb_run_dir"])
+    assert run["run_id"] == identity["wandb_run_id"] and run["project"] == "lrmon-tests"
+    assert run["state"] == "finished" and run["exit_code"] == 0  # close() waited for the exit record
+    steps, lrs, loss = curve(CONFIG, 0, N)
+    for key, expected in (("lr", lrs[:, 0]), ("loss", loss), ("lrmon/phase", CONFIG.phase_at(steps))):
+        got = rows_by_step(run["history"], key)
+        assert sorted(got) == steps.tolist(), key  # one row per step, on trainer/step
+        assert all(len(v) == 1 for v in got.values())
+        np.testing.assert_allclose([got[s][0] for s in steps.tolist()], expected, rtol=1e-12, atol=0)
+
+    for event in events(CONFIG, N):
+        assert rows_by_step(run["history"], f"lrmon/event/{event.kind}") == {event.step: [1]}
+        assert run["summary"][f"lrmon/events/{event.kind}"] == event.step
+    assert run["config"]["lrmon"] == json.loads(json.dumps(info.config))
+    metrics = {m.get("name") or m.get("glob_name"): m for m in run["metrics"]}
+    assert metrics["*"]["step_metric"] == STEP_METRIC and STEP_METRIC in metrics
+
+    (artifact,) = [a for a in run["artifacts"] if a["type"] == "lr-schedule-state"]
+    assert artifact["name"] == f"lrmon-state-{identity['wandb_run_id']}"
+    assert set(artifact["aliases"]) == {"latest", f"step-{N - 1}"}
+    assert artifact["metadata"]["step"] == N - 1 and artifact["metadata"]["schedule"] == CONFIG.to_dict()
+    files = {entry["path"]: Path(entry["local_path"]) for entry in artifact["files"]}
+    assert sorted(files) == ["lrmon_artifact.json", "lrmon_state.json"]
+    assert files["lrmon_state.json"].read_text() == saved
+    marker = {"type": "lr-schedule-state", "state_file": "lrmon_state.json"}
+    assert json.loads(files["lrmon_artifact.json"].read_text()) == marker
+    local = Path(identity["wandb_run_dir"]) / "lrmon-artifact"  # offline stand-in for artifact.download()
+    assert sorted(p.name for p in local.iterdir()) == ["lrmon_artifact.json", "lrmon_state.json"]
+    assert (local / "lrmon_state.json").read_text() == saved
+
+    table = run["tables"]["lrmon/events"]
+    assert table["columns"] == ["step", "kind", "lr", "detail"]
+    assert [(r[0], r[1], r[3]) for r in table["data"]] == [(e.step, e.kind, e.detail) for e in events(CONFIG, N)]
+    chart = run["tables"]["lrmon/lr_loss"]
+    assert chart["columns"] == [STEP_METRIC, "lr", "loss"]
+    np.testing.assert_allclose(np.array(chart["data"], dtype=float), np.column_stack([steps, lrs[:, 0], loss]))
+    assert "lrmon/lr_vs_loss_table" in run["tables"]  # the line_series panel's data
+
+
+def test_relogging_earlier_steps_after_resume_is_kept(wandb_env: Path) -> None:
+    """Rows carry trainer/step and no ``step=``: a resumed attempt re-logging steps 150..199 is not dropped."""
+    sink = WandbSink(dir=wandb_env)
+    sink.open(run_info(TWO_GROUPS))
+    steps, lrs, _ = curve(TWO_GROUPS, 0, 200)
+    sink.write_scalars({"lr/pg0": lrmon.Series(steps, lrs[:, 0]), "lr/pg1": lrmon.Series(steps, lrs[:, 1])})
+    again = steps[150:]
+    sink.write_scalars({"lr/pg0": lrmon.Series(again, np.full(len(again), 0.25))})
+    sink.close()
+    got = rows_by_step(read_offline_run(sink.identity()["wandb_run_dir"])["history"], "lr/pg0")
+    assert sorted(got) == list(range(200))
+    assert all(got[s] == [pytest.approx(lrs[s, 0], rel=1e-12), 0.25] for s in range(150, 200))
+    assert all(len(got[s]) == 1 for s in range(150))
+
+
+def test_users_run_is_not_finished_and_gets_step_metrics(wandb_env: Path) -> None:
+    import wandb
+
+    run = wandb.init(mode="offline", dir=str(wandb_env), reinit="create_new",
+                     settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, x_disable_meta=True,
+                                             x_save_requirements=False))
+    sink = WandbSink(run)
+    sink.open(run_info())
+    sink.write_scalars(batches(CONFIG, 0, 50)[0])
+    sink.close()
+    run.log({"user/metric": 3.0})  # still open: the sink does not finish a run it did not create
+    run.finish()
+    wandb.teardown()  # the documented way to be sure the .wandb file is complete
+    back = read_offline_run(run.settings.sync_dir)
+    assert sorted(rows_by_step(back["history"], "lr")) == list(range(50))
+    assert any(row.get("user/metric") == 3 for row in back["history"])
+    defined = {m.get("name"): m.get("step_metric") for m in back["metrics"] if m.get("name")}
+    assert defined["lr"] == STEP_METRIC and defined["loss"] == STEP_METRIC
+    assert not any(m.get("glob_name") == "*" for m in back["metrics"])  # the user's other metrics untouched
+
+
+def test_no_io_on_other_processes_and_in_constructor(wandb_env: Path, tmp_path: Path) -> None:
+    sink = WandbSink(dir=tmp_path / "never", project="x")
+    assert not (tmp_path / "never").exists()
+    sink.open(run_info(write=False))
+    sink.write_config({"a": 1})
+    for batch in batches(CONFIG, 0, 40):
+        sink.write_scalars(batch)
+    sink.write_events(events(CONFIG, 40))
+    sink.save_state(tmp_path / "missing.json", 1)
+    sink.flush()
+    assert sink.identity() == {} and sink.run is None
+    sink.close()
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(TypeError):
+        WandbSink(object(), project="x")
+
+
+def test_monitor_with_memory_and_wandb_sinks(wandb_env: Path, tmp_path: Path) -> None:
+    memory = lrmon.MemorySink()
+    schedule = lrmon.WarmupCosineSchedule(base_lr=1e-3, warmup_steps=30, total_steps=250, warmup_start_lr=1e-5,
+                                          eta_min=1e-6)
+    sink = WandbSink(dir=wandb_env)
+    monitor = lrmon.LRMonitor(schedule, sinks=[memory, sink], log_every=1, flush_every=64, save_every=100,
+                              state_dir=tmp_path / "state")
+    for t in range(N):
+        monitor.step(loss=float(np.exp(-t / 100)))
+    monitor.close()
+    run = read_offline_run(sink.identity()["wandb_run_dir"])
+    saved = sorted(a["metadata"]["step"] for a in run["artifacts"] if a["type"] == "lr-schedule-state")
+    assert saved == [step for step, _ in memory.saved_states] and saved[-1] == N
+    state = read_state(sink.artifact_dir)  # what resume_from= reads offline
+    assert state.step == N and state.config == monitor.config
+    assert state.trackers.get("wandb_run_id") == run["run_id"]  # identity() went into the state
+    for tag in ("lr", "loss", "lrmon/phase"):
+        got = rows_by_step(run["history"], tag)
+        expected = dict(memory.scalars[tag])
+        assert sorted(got) == sorted(expected)
+        np.testing.assert_allclose([got[s][0] for s in sorted(got)], [expected[s] for s in sorted(got)], rtol=1e-12)
+    assert len(memory.events) == 5
+    for step, kind in memory.events:
+        assert run["summary"][f"lrmon/events/{kind}"] == step
+    assert run["config"]["lrmon"] == json.loads(json.dumps(memory.config))
+
+
+def test_dead_wandb_core_raises_at_once_and_the_monitor_goes_on(wandb_env: Path) -> None:
+    import wandb
+
+    memory = lrmon.MemorySink()
+    schedule = lrmon.WarmupCosineSchedule(base_lr=1e-3, warmup_steps=30, total_steps=250)
+    sink = WandbSink(dir=wandb_env)
+    monitor = lrmon.LRMonitor(schedule, sinks=[memory, sink], flush_every=32)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for t in range(N):
+                if t == 100:
+                    pids = child_pids("wandb-core")
+                    assert pids, "no wandb-core child process found"
+                    for pid in pids:
+                        os.kill(pid, signal.SIGKILL)
+                        with suppress(ChildProcessError):
+                            os.waitpid(pid, 0)
+                    # the sink's next call raises instead of hanging
+                    finished, _, error = call_with_timeout(lambda: sink.write_scalars(batches(CONFIG, 0, 8)[0]), 10)
+                    assert finished, "WandbSink hung after wandb-core died"
+                    assert isinstance(error, Exception)
+                monitor.step(loss=1.0)
+            finished, _, _ = call_with_timeout(monitor.close, 20)
+            assert finished
+        failures = [w for w in caught if issubclass(w.category, lrmon.SinkFailedWarning)]
+        assert len(failures) == 1 and "WandbSink" in str(failures[0].message)
+        assert [s for s, _ in memory.scalars["lr"]] == list(range(N))
+    finally:
+        with suppress(Exception):
+            wandb.teardown()  # forget the dead service so later runs in this process start a new one
