@@ -8,14 +8,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Mapping
 
 from lrmon.sinks import RunInfo
 
-__all__ = ["WriteGate", "unique_suffix", "atomic_copy", "flatten_config", "config_json"]
+__all__ = ["WriteGate", "unique_suffix", "flatten_config", "config_json"]
 
 _COUNTER = itertools.count()
 
@@ -52,37 +50,6 @@ def unique_suffix() -> str:
     Nanosecond time first (fixed width), then the process id and a per-process counter.
     """
     return f".{time.time_ns():020d}.{os.getpid()}.{next(_COUNTER)}.lrmon"
-
-
-def atomic_copy(source: os.PathLike[str] | str, destination: os.PathLike[str] | str) -> Path:
-    """Copy ``source`` to ``destination`` atomically: temp file in the same folder, fsync, ``os.replace``.
-
-    A reader sees either the old file or the complete new one, never a partial copy.
-    """
-    destination = Path(destination)
-    data = Path(source).read_bytes()
-    handle, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, destination)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(destination.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return destination
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict[str, bool | int | float | str]:

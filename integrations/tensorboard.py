@@ -46,12 +46,11 @@ from typing import Any, Mapping, Sequence
 
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
 
-from lrmon.integrations._process import WriteGate, atomic_copy, config_json, flatten_config, unique_suffix
+from lrmon.state import STATE_FILE_NAME, copy_state_file
+from lrmon.integrations._process import WriteGate, config_json, flatten_config, unique_suffix
 
 __all__ = ["TensorBoardSink", "read_layout", "read_config", "STATE_FILE_NAME", "CONFIG_TAG", "EVENT_TAG_PREFIX", "LAYOUT_CATEGORY"]
 
-#: Name of the state file :meth:`TensorBoardSink.save_state` keeps in the logdir.
-STATE_FILE_NAME = "lrmon_state.json"
 #: Text tag of the run configuration.
 CONFIG_TAG = "lrmon/config"
 #: Text tags of events: ``EVENT_TAG_PREFIX + kind``.
@@ -335,7 +334,7 @@ class TensorBoardSink(Sink):
         """Copy the state file atomically into the logdir as ``lrmon_state.json``."""
         if not self._gate.check() or self._file is None:
             return
-        atomic_copy(path, self.logdir / STATE_FILE_NAME)
+        copy_state_file(path, self.logdir / STATE_FILE_NAME)
 
     def identity(self) -> dict[str, Any]:
         """``{"tensorboard_logdir": <absolute logdir>}``."""

@@ -44,7 +44,8 @@ from typing import Any, Mapping, Sequence
 
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
 
-from lrmon.integrations._process import WriteGate, atomic_copy
+from lrmon.state import STATE_FILE_NAME, copy_state_file
+from lrmon.integrations._process import WriteGate
 
 __all__ = [
     "WandbSink", "read_offline_run", "inspect_records", "STEP_METRIC", "DEFAULT_DIR", "LOCAL_ARTIFACT_DIR",
@@ -55,8 +56,6 @@ __all__ = [
 STEP_METRIC = "trainer/step"
 #: Where runs the sink creates go unless ``dir=`` says otherwise.
 DEFAULT_DIR = "./wandb-runs"
-#: File name of the state file inside the state artifact.
-STATE_FILE_NAME = "lrmon_state.json"
 #: Folder inside the run directory that keeps a copy of the latest state artifact's files.
 LOCAL_ARTIFACT_DIR = "lrmon-artifact"
 
@@ -231,7 +230,7 @@ class WandbSink(Sink):
         wandb = _wandb()
         local = Path(self._run.settings.sync_dir) / LOCAL_ARTIFACT_DIR
         local.mkdir(exist_ok=True)
-        atomic_copy(path, local / STATE_FILE_NAME)
+        copy_state_file(path, local / STATE_FILE_NAME)
         write_artifact_marker(local)
         metadata = {**self._config, "step": int(step)}
         artifact = wandb.Artifact(name=f"lrmon-state-{self._run.id}", type=ARTIFACT_TYPE, metadata=metadata)

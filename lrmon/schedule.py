@@ -217,8 +217,11 @@ class WarmupCosineSchedule(_scheduler_base()):
         config = state_dict["config"]
         if not isinstance(config, Mapping):
             raise ValueError(f"state_dict['config'] must be a mapping, got {type(config).__name__}")
-        saved = CurveConfig.from_dict(config)
-        last_epoch = check_step_count("state_dict['last_epoch']", state_dict["last_epoch"], minimum=0)
+        try:  # a wrongly typed field is a malformed document too: ValueError, as documented
+            saved = CurveConfig.from_dict(config)
+            last_epoch = check_step_count("state_dict['last_epoch']", state_dict["last_epoch"], minimum=0)
+        except TypeError as error:
+            raise ValueError(f"malformed state_dict: {error}") from error
         differing = saved.differing_fields(self._config)
         if differing and not allow_config_change:
             raise ConfigMismatchError(differing, saved, self._config)

@@ -86,7 +86,9 @@ __all__ = [
     "STATE_VERSION",
     "MonitorState",
     "StateError",
+    "atomic_write",
     "check_artifact_type",
+    "copy_state_file",
     "decode_state",
     "describe_state",
     "encode_state",
@@ -551,7 +553,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` by a file holding ``data``: the old or the new complete file exists at every instant."""
     directory = path.parent
     temp = directory / f".{path.name}.{uuid.uuid4().hex}.tmp"
@@ -574,15 +576,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def write_state_file(path: str | os.PathLike[str], state: MonitorState) -> Path:
     """Write ``state`` to ``path`` atomically (see the module docstring) and return the path."""
     path = Path(path)
-    _atomic_write(path, encode_state(state))
+    atomic_write(path, encode_state(state))
     return path
+
+
+def copy_state_file(source: str | os.PathLike[str], destination: str | os.PathLike[str]) -> Path:
+    """Copy a state file to ``destination`` atomically (as :func:`write_state_file` writes); return the path."""
+    destination = Path(destination)
+    atomic_write(destination, Path(source).read_bytes())
+    return destination
 
 
 def write_artifact_marker(directory: str | os.PathLike[str]) -> Path:
     """Write the marker :data:`ARTIFACT_MARKER_NAME` into ``directory`` (a W&B artifact's staging directory)."""
     path = Path(directory) / ARTIFACT_MARKER_NAME
     marker = {"type": ARTIFACT_TYPE, "state_file": STATE_FILE_NAME}
-    _atomic_write(path, _canonical_json(marker))
+    atomic_write(path, _canonical_json(marker))
     return path
 
 
