@@ -155,10 +155,16 @@ class LRMonitor:
             self._step_driven_schedule(t)
         self._step = t + 1
         if self._step >= self._flush_at:
-            self.flush()
+            self._write_due()
 
     def flush(self) -> None:
-        """Write every buffered record and due event to the sinks now, and make the sinks flush."""
+        """Write every buffered record and due event to the sinks now, and make the sinks flush (durable)."""
+        self._write_due()
+        if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
+            self._sinks.call("flush")
+
+    def _write_due(self) -> None:
+        """Write buffered records, due events and a due state save (the sinks' own flush is not called)."""
         # The in-graph buffer is fetched before taking the lock: with several devices (or on GPU) dispatch is
         # asynchronous, and the computation producing the buffer may be waiting for this lock in a host callback.
         self._drain_graph_state()
@@ -169,8 +175,6 @@ class LRMonitor:
             self._flush_at = self._next_flush_step()
             if not drives_an_optimizer(self.schedule):
                 self.schedule.step(self._step)  # keep the schedule object's last_epoch current
-            if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
-                self._sinks.call("flush")
 
     def close(self) -> None:
         """Flush everything, then close every sink. Safe to call twice."""
@@ -338,11 +342,10 @@ class LRMonitor:
 
         Only process 0 saves (returns ``None`` elsewhere). The file is replaced atomically.
         """
-        self._drain_graph_state()  # before the lock, as in flush()
+        self._write_due()  # drains the in-graph buffer before taking the lock (see _write_due)
         with self._lock:
-            self.flush()
             if self._last_saved is not None and self._last_saved[0] == self._step:
-                return self._last_saved[1]  # flush() just saved this very step
+                return self._last_saved[1]  # _write_due() just saved this very step
             return self._save_flushed_state()
 
     def _save_if_due(self) -> None:
@@ -370,6 +373,7 @@ class LRMonitor:
         )
         self._state_dir.mkdir(parents=True, exist_ok=True)
         path = write_state_file(self._state_dir / STATE_FILE_NAME, state)
+        self._sinks.call("flush")  # the records up to the saved step are durable before the state names it
         self._sinks.call("save_state", path, self._step)
         self._last_saved = (self._step, path)
         return path
