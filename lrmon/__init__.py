@@ -6,11 +6,12 @@
 from lrmon.curve import EVENT_KINDS, CurveConfig
 from lrmon.dispatch import SinkFailedWarning
 from lrmon.monitor import PHASE_TAG, LRMonitor
+from lrmon.offload import ProcessSink
 from lrmon.schedule import ConfigMismatchError, WarmupCosineSchedule
 from lrmon.sinks import Event, MemorySink, RunInfo, Series, Sink
 
 __all__ = [
     "CurveConfig", "EVENT_KINDS", "ConfigMismatchError", "WarmupCosineSchedule", "LRMonitor", "PHASE_TAG",
-    "Sink", "MemorySink", "Series", "Event", "RunInfo", "SinkFailedWarning",
+    "Sink", "MemorySink", "ProcessSink", "Series", "Event", "RunInfo", "SinkFailedWarning",
 ]
 __version__ = "0.1.0"

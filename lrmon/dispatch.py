@@ -40,13 +40,17 @@ class SinkSet:
             except Exception as error:  # noqa: BLE001 - any tracker error must not stop training
                 self.active.remove(sink)
                 self.failed[sink.name] = error
-                warnings.warn(
-                    f"lrmon: sink {sink.name} failed in {method}() and is disabled; training goes on: "
-                    f"{type(error).__name__}: {error}",
-                    SinkFailedWarning,
-                    stacklevel=3,
-                )
+                self.report_failure(sink, method, error)
         return results
+
+    def report_failure(self, sink: Sink, method: str, error: Exception) -> None:
+        """Say that ``sink`` failed in ``method`` and was disabled: one ``SinkFailedWarning``."""
+        warnings.warn(
+            f"lrmon: sink {sink.name} failed in {method}() and is disabled; training goes on: "
+            f"{type(error).__name__}: {error}",
+            SinkFailedWarning,
+            stacklevel=4,
+        )
 
     def identities(self) -> dict[str, Any]:
         """Merged ``identity()`` of the active sinks."""
