@@ -17,7 +17,11 @@ For step :math:`t` (the index of the train step that uses the LR, :math:`t = 0, 
    \end{cases}
 
 This is braintools' ``WarmupCosineSchedule`` operation for operation (same clipping, same order, float32 under
-JAX's default precision), so values agree bitwise with it. Consequences: :math:`W = 0` starts the cosine at
+JAX's default precision): evaluated the same way (eager ops) the values are bitwise braintools'; compiled (the
+host-side ``get_lr`` and the monitor use one compiled function, XLA fuses it) they may differ from the eager values
+by one float32 ulp, and the optimizer and the monitor always share the compiled form, so the LR logged is the LR
+applied bit for bit. Against the seed's formula in float64 both stay within 3 float32 ulps of the peak LR (the
+rounding of :math:`\pi p_t` in float32 dominates). Consequences: :math:`W = 0` starts the cosine at
 :math:`\eta_{base}`; :math:`W = T` has no cosine phase (the LR is :math:`\eta_{base}` at :math:`t = T` and
 :math:`\eta_{min}` after); for :math:`t \ge T` with :math:`T > W` the LR holds :math:`\eta_{min}` (never rises again).
 

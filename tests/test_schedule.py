@@ -25,7 +25,6 @@ lrmon keeps against its own compiled (jit / vmap / for_loop) evaluations, where 
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import warnings
