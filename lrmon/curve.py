@@ -122,15 +122,25 @@ class CurveConfig:
 
         Pure and traceable: usable under ``jax.jit``, ``vmap``, ``lax.scan`` and as an optax schedule.
         """
-        step = jnp.asarray(step)
+        return self._evaluate(jnp, jnp.asarray(step))
+
+    def exact_lr_at(self, step: Any) -> np.ndarray:
+        """The same curve evaluated with NumPy in float64 (no JAX call: safe inside host callbacks).
+
+        Shape ``step.shape + (num_groups,)``; used for the LR shown with events.
+        """
+        return self._evaluate(np, np.asarray(step, np.float64))
+
+    def _evaluate(self, xp: Any, step: Any) -> Any:
+        """The curve with array module ``xp`` (``jax.numpy``: float32 as braintools; ``numpy``: float64)."""
         warmup, cosine_span = self.warmup_steps, self.total_steps - self.warmup_steps
-        alpha = jnp.clip(step / max(warmup, 1), 0.0, 1.0)[..., None]
-        progress = jnp.clip((step - warmup) / max(cosine_span, 1), 0.0, 1.0)
-        cos_factor = ((1 + jnp.cos(jnp.pi * progress)) / 2)[..., None]
-        base = jnp.asarray(self.base_lrs)
+        alpha = xp.clip(step / max(warmup, 1), 0.0, 1.0)[..., None]
+        progress = xp.clip((step - warmup) / max(cosine_span, 1), 0.0, 1.0)
+        cos_factor = ((1 + xp.cos(xp.pi * progress)) / 2)[..., None]
+        base = xp.asarray(self.base_lrs)
         warmup_lr = self.warmup_start_lr + (base - self.warmup_start_lr) * alpha
         cosine_lr = self.eta_min + (base - self.eta_min) * cos_factor
-        return jnp.where((step < warmup)[..., None], warmup_lr, cosine_lr)
+        return xp.where((step < warmup)[..., None], warmup_lr, cosine_lr)
 
     def lr_per_group_at(self, step: Any) -> tuple[jnp.ndarray, ...]:
         """:meth:`lr_at` as one compiled call returning a tuple with one scalar per group (cheap on the host)."""

@@ -318,7 +318,7 @@ class LRMonitor:
     def _emit(self, due: Sequence[tuple[int, str]], detail_suffix: str = "") -> None:
         if not due:
             return
-        lrs = np.asarray(self._lr_of_steps(np.asarray([step for step, _ in due])), np.float64)
+        lrs = self.config.exact_lr_at([step for step, _ in due])  # NumPy: this may run in a host callback
         events = [Event(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]) + detail_suffix)
                   for i, (step, kind) in enumerate(due)]
         for event in events:

@@ -61,7 +61,8 @@ class RunInfo:
     ``start_step`` is 0 on a fresh run and the step training resumes from after a resume (records at steps
     ``>= start_step`` from an earlier attempt must be superseded, e.g. TensorBoard's ``purge_step``).
     ``config`` is the schedule's and the monitor's configuration as plain data; ``lr_tags`` the LR tags in group
-    order; ``write`` is false on processes other than 0 under ``jax.distributed`` (the sink must then do no I/O).
+    order. The monitor opens sinks on JAX process 0 only; ``write`` is false where a sink is opened elsewhere (e.g.
+    through the clu adapter on another process): the sink must then do no I/O.
     """
 
     start_step: int

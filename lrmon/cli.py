@@ -1,0 +1,207 @@
+"""The ``lrmon`` command (also ``python -m lrmon``).
+
+::
+
+    lrmon preview --base-lr 1e-3 --warmup-steps 100 --total-steps 1000 [--warmup-start-lr 0] [--eta-min 0]
+                  [--out schedule.png] [--size 1200x650]
+    lrmon plot RUN [--out lr_vs_loss.png] [--loss-tag loss] [--size 1400x800]
+    lrmon inspect STATE [--json]
+
+``preview`` draws the planned curve (phases shaded, events marked and listed) and prints a summary; ``plot`` draws
+a logged run (a TensorBoard logdir or a W&B offline run directory): LR and loss against step and loss against LR;
+``inspect`` prints a monitor state document (a ``lrmon_state.json``, a TensorBoard logdir or a W&B artifact
+directory holding one) and says whether it is valid.
+
+Exit status: 0 success; 1 the input could not be used (an invalid or corrupted state, an unreadable run, a file
+that cannot be written, a missing optional dependency); 2 bad arguments, including a schedule configuration the
+schedule refuses. Every error is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import NoReturn, Sequence
+
+from lrmon.plotting import RunReadError
+
+__all__ = ["main", "build_parser"]
+
+_EXAMPLES = """\
+examples:
+  lrmon preview --base-lr 3e-4 --warmup-steps 500 --total-steps 10000 --eta-min 1e-5 --out schedule.png
+  lrmon plot runs/optax_loop/tensorboard --out lr_vs_loss.png
+  lrmon plot runs/optax_loop/wandb --out lr_vs_loss_wandb.png
+  lrmon inspect runs/optax_loop/tensorboard/lrmon_state.json
+"""
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an argument error is one line on stderr (then exit status 2), without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 1200x650, got {text!r}") from None
+    if not (100 <= width <= 10000 and 100 <= height <= 10000):
+        raise argparse.ArgumentTypeError(f"width and height must be between 100 and 10000 pixels, got {text!r}")
+    return width, height
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``lrmon`` command."""
+    from lrmon import __version__
+
+    parser = _Parser(
+        prog="lrmon",
+        description="Preview a warmup + cosine LR schedule, plot a logged run, inspect a monitor state.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lrmon {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    preview = commands.add_parser(
+        "preview", help="draw the planned schedule (PNG) and print a summary",
+        description="Draw the planned warmup + cosine schedule with its phases and events, and print a summary.",
+    )
+    preview.add_argument("--base-lr", type=float, nargs="+", required=True, metavar="LR",
+                         help="peak LR reached at the end of warmup; several values for several parameter groups")
+    preview.add_argument("--warmup-steps", type=int, required=True, metavar="W", help="linear warmup steps (>= 0)")
+    preview.add_argument("--total-steps", type=int, required=True, metavar="T", help="planned steps (>= W, >= 1)")
+    preview.add_argument("--warmup-start-lr", type=float, default=0.0, metavar="LR",
+                         help="LR of step 0 when W > 0 (default 0)")
+    preview.add_argument("--eta-min", type=float, default=0.0, metavar="LR",
+                         help="floor of the cosine, held after T (default 0)")
+    preview.add_argument("--out", default="schedule.png", metavar="PNG", help="output image (default schedule.png)")
+    preview.add_argument("--size", type=_size, default=None, metavar="WxH",
+                         help="image size in pixels (default 1200x650)")
+    preview.add_argument("--no-plot", action="store_true", help="only print the summary")
+    preview.set_defaults(handler=_preview)
+
+    plot = commands.add_parser(
+        "plot", help="plot a logged run: LR and loss against step, loss against LR",
+        description="Plot a run logged by lrmon: LR and loss against step (phases shaded, events marked) and "
+                    "loss against LR. RUN is a TensorBoard logdir or a W&B offline run directory "
+                    "(offline-run-..., or the wandb directory holding it).",
+    )
+    plot.add_argument("run", metavar="RUN", help="TensorBoard logdir or W&B offline run directory")
+    plot.add_argument("--out", default="lr_vs_loss.png", metavar="PNG", help="output image (default lr_vs_loss.png)")
+    plot.add_argument("--loss-tag", default="loss", metavar="TAG", help="the loss metric's tag (default loss)")
+    plot.add_argument("--size", type=_size, default=None, metavar="WxH",
+                      help="image size in pixels (default 1400x800)")
+    plot.add_argument("--title", default=None, help="title of the figure (default: the run's path)")
+    plot.set_defaults(handler=_plot)
+
+    inspect = commands.add_parser(
+        "inspect", help="print a monitor state document and check it",
+        description="Print a monitor state (lrmon_state.json, or a TensorBoard logdir / W&B artifact directory "
+                    "holding one) and say whether it is valid. Exit status 1 if it is not.",
+    )
+    inspect.add_argument("state", metavar="STATE", help="state file, TensorBoard logdir or W&B artifact directory")
+    inspect.add_argument("--json", action="store_true", help="print the state document as indented JSON")
+    inspect.set_defaults(handler=_inspect)
+    return parser
+
+
+# -- commands -----------------------------------------------------------------------------------------------------
+def _preview(args: argparse.Namespace) -> int:
+    from lrmon.curve import CurveConfig
+
+    base_lrs = args.base_lr[0] if len(args.base_lr) == 1 else list(args.base_lr)
+    try:
+        config = CurveConfig(base_lrs, args.warmup_steps, args.total_steps, args.warmup_start_lr, args.eta_min)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"invalid schedule: {error}") from None
+    from lrmon import plotting
+
+    for line in plotting.schedule_summary(config):
+        print(line)
+    if not args.no_plot:
+        out = plotting.plot_schedule(config, args.out, size=args.size or plotting.PREVIEW_SIZE)
+        width, height = args.size or plotting.PREVIEW_SIZE
+        print(f"wrote {out} ({width}x{height} px)")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from lrmon import plotting
+
+    kind, directory = plotting.find_run(args.run)
+    if kind == "tensorboard":
+        plotting._prefer_tensorboard_stub()  # this process never needs TensorFlow itself: read without it
+        data = plotting.read_tensorboard_run(directory, loss_tag=args.loss_tag)
+    else:
+        data = plotting.read_wandb_run(directory, loss_tag=args.loss_tag)
+    lr_points = sum(len(steps) for steps, _ in data.lrs.values())
+    loss_points = 0 if data.loss is None else len(data.loss[0])
+    print(f"read {data.source}: {len(data.lrs)} LR series ({lr_points} points), "
+          f"{loss_points} '{args.loss_tag}' points, {len(data.events)} events")
+    if data.loss is None:
+        print(f"lrmon plot: note: no '{args.loss_tag}' series in this run; drawing the LR only", file=sys.stderr)
+    for step, kind, detail in data.events:
+        print(f"  event {kind} at step {step}: {detail}")
+    out = plotting.plot_run(data, args.out, size=args.size or plotting.PLOT_SIZE, title=args.title)
+    width, height = args.size or plotting.PLOT_SIZE
+    print(f"wrote {out} ({width}x{height} px)")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from lrmon.state import StateError, describe_state, read_state, state_to_dict
+
+    try:
+        state = read_state(args.state)
+    except StateError as error:
+        print(f"lrmon inspect: INVALID: {_one_line(error)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(state_to_dict(state), indent=2, sort_keys=True))
+    else:
+        print(describe_state(state))
+    print(f"valid: yes ({args.state}: checksum and every field check out)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lrmon`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"lrmon {args.command}"
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except ImportError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `lrmon preview ... | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except (RunReadError, OSError) as error:
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""``ConsoleSink``: a terminal progress bar of the run (step, LR, phase, your metrics) with events as lines.
+
+The bar is a ``tqdm`` bar (``pip install 'lrmon[console]'``; imported when the sink opens, not before) written to
+``sys.stderr`` unless ``file`` says otherwise. Its total is the schedule's ``total_steps``; past the end the count
+goes on (``overrun``). The monitor hands sinks records in batches; the bar shows the last step of the latest batch
+and is redrawn at most once per ``min_interval`` seconds, whatever the step rate (the newest values are drawn at
+the next chance and at :meth:`ConsoleSink.close`). Each schedule event is printed as one line above the bar
+(``tqdm.write``), e.g.::
+
+    [lrmon] cosine_start at step 100 (lr 0.001)
+    train:  45%|████▌     | 450/1000 [00:02<00:02, 201.3step/s, lr=8.12e-04, phase=cosine, loss=0.4213]
+
+When ``info.write`` is false (processes other than 0 under ``jax.distributed``) the sink prints nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import time
+from typing import IO, Any, Mapping, Sequence
+
+from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink
+
+__all__ = ["ConsoleSink", "PHASE_NAMES"]
+
+#: Names of the values of the ``lrmon/phase`` scalar.
+PHASE_NAMES = {0: "warmup", 1: "cosine", 2: "past end"}
+
+_PHASE_TAG = "lrmon/phase"
+
+
+def _tqdm() -> Any:
+    try:
+        return importlib.import_module("tqdm")
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("lrmon.console.ConsoleSink needs tqdm: pip install 'lrmon[console]'") from error
+
+
+def _format_number(value: float) -> str:
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.4g}"
+    return f"{value:.3e}"
+
+
+class ConsoleSink(Sink):
+    """A tqdm progress bar of step, LR, phase and metrics; schedule events printed as lines above it.
+
+    Args:
+      file: where the bar and the event lines go (default ``sys.stderr``, looked up when the sink opens).
+      metrics: the metric tags shown on the bar, in order (default: every metric the run logs, in the order they
+        first appear).
+      min_interval: the bar is redrawn at most once per this many seconds.
+      desc: the bar's label.
+      leave: keep the finished bar on screen after :meth:`close`.
+      events: print schedule events (as ``[lrmon] <detail>`` lines).
+    """
+
+    def __init__(
+        self,
+        file: IO[str] | None = None,
+        *,
+        metrics: Sequence[str] | None = None,
+        min_interval: float = 0.25,
+        desc: str = "train",
+        leave: bool = True,
+        events: bool = True,
+    ) -> None:
+        if not min_interval >= 0:
+            raise ValueError(f"min_interval must be >= 0 seconds, got {min_interval!r}")
+        self._file = file
+        self._metrics = None if metrics is None else tuple(metrics)
+        self._min_interval = float(min_interval)
+        self._desc = desc
+        self._leave = leave
+        self._print_events = events
+        self._bar: Any = None
+        self._tqdm: Any = None
+        self._out: IO[str] | None = None
+        self._info: RunInfo | None = None
+        self._lr_tags: tuple[str, ...] = ("lr",)
+        self._seen_metrics: list[str] = []
+        self._values: dict[str, float] = {}
+        self._step: int | None = None
+        self._dirty = False
+        self._last_draw = float("-inf")
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return "ConsoleSink"
+
+    # -- Sink interface --------------------------------------------------------------------------------------
+    def open(self, info: RunInfo) -> None:
+        """Create the bar (no output at all when ``info.write`` is false)."""
+        self._info = info
+        if not info.write:
+            return
+        self._lr_tags = tuple(info.lr_tags) or ("lr",)
+        total = info.config.get("total_steps")
+        self._tqdm = _tqdm()
+        self._out = self._file if self._file is not None else sys.stderr
+        self._bar = self._tqdm.tqdm(
+            total=int(total) if isinstance(total, int) else None,
+            initial=int(info.start_step),
+            desc=self._desc,
+            unit="step",
+            file=self._out,
+            leave=self._leave,
+            dynamic_ncols=True,
+            mininterval=self._min_interval,
+            disable=False,
+        )
+
+    def write_scalars(self, batch: ScalarBatch) -> None:
+        """Remember the newest value of each tag; redraw the bar if ``min_interval`` has passed."""
+        if self._bar is None:
+            return
+        with self._lock:
+            for tag, series in batch.items():
+                if len(series.steps) == 0:
+                    continue
+                self._values[tag] = float(series.values[-1])
+                last = int(series.steps[-1])
+                self._step = last if self._step is None else max(self._step, last)
+                if tag not in self._lr_tags and tag != _PHASE_TAG and tag not in self._seen_metrics:
+                    self._seen_metrics.append(tag)
+            self._dirty = True
+            if time.monotonic() - self._last_draw >= self._min_interval:
+                self._draw()
+
+    def write_events(self, events: Sequence[Event]) -> None:
+        """Print each event as a line above the bar."""
+        if self._bar is None or not self._print_events:
+            return
+        with self._lock:
+            if self._dirty:
+                self._draw(refresh=False)  # tqdm.write redraws the bar below the lines: show the newest values
+            for event in events:
+                self._write_line(f"[lrmon] {event.detail}")
+
+    def flush(self) -> None:
+        """Draw the newest values if ``min_interval`` has passed since the last redraw."""
+        if self._bar is None:
+            return
+        with self._lock:
+            if self._dirty and time.monotonic() - self._last_draw >= self._min_interval:
+                self._draw()
+
+    def close(self) -> None:
+        """Draw the final values and close the bar."""
+        if self._bar is None or self._closed:
+            self._closed = True
+            return
+        with self._lock:
+            self._closed = True
+            if self._dirty:
+                self._draw()
+            self._bar.close()
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def postfix(self) -> str:
+        """The text drawn after the bar: ``lr=..., phase=..., <metric>=...`` from the newest values."""
+        parts = []
+        lrs = [self._values[tag] for tag in self._lr_tags if tag in self._values]
+        if lrs:
+            parts.append("lr=" + "/".join(f"{lr:.3e}" for lr in lrs))
+        if _PHASE_TAG in self._values:
+            phase = int(self._values[_PHASE_TAG])
+            parts.append(f"phase={PHASE_NAMES.get(phase, phase)}")
+        names = self._metrics if self._metrics is not None else self._seen_metrics
+        parts += [f"{name}={_format_number(self._values[name])}" for name in names if name in self._values]
+        return ", ".join(parts)
+
+    def _draw(self, refresh: bool = True) -> None:
+        bar = self._bar
+        if self._step is not None:
+            done = self._step + 1  # steps completed once step t was recorded
+            if bar.total is not None and done > bar.total:
+                bar.total = done  # past total_steps: keep counting (the overrun event says so)
+            bar.n = max(bar.n, done)
+        bar.set_postfix_str(self.postfix(), refresh=False)
+        self._dirty = False
+        if refresh:
+            bar.refresh()
+            self._last_draw = time.monotonic()
+
+    def _write_line(self, text: str) -> None:
+        self._tqdm.tqdm.write(text, file=self._out)
