@@ -280,7 +280,9 @@ class LRMonitor:
             lrs = np.stack([fetch_scalars([lr[g] for lr in applied], self.flush_every)
                             for g in range(self.config.num_groups)], axis=1)
         else:
-            lrs = np.asarray(self._lr_of_steps(steps), np.float64)
+            padded = np.zeros((self.flush_every,), np.int32)  # one shape: compiled once
+            padded[: len(steps)] = steps
+            lrs = np.asarray(self._lr_of_steps(padded), np.float64)[: len(steps)]
         metrics: dict[str, tuple[list[int], list[Any]]] = {}
         for step, row in zip(steps.tolist(), rows):
             for name, value in row.items():

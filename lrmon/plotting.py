@@ -18,6 +18,7 @@ Runs are read from
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -54,9 +55,17 @@ class RunReadError(Exception):
 
 
 # -- the planned schedule -------------------------------------------------------------------------------------
-def _lr_at(config: CurveConfig, steps: np.ndarray) -> np.ndarray:
-    """LRs (float64, ``[len(steps), groups]``) from the curve's own vectorised code."""
-    return np.asarray(config.lr_at(np.asarray(steps, np.int64)), np.float64).reshape(len(steps), config.num_groups)
+def _lr_at(config: CurveConfig, steps: Any) -> np.ndarray:
+    """LRs (float64, ``[len(steps), groups]``) from the curve's own vectorised code, compiled once per config."""
+    steps = np.asarray(steps, np.int64)
+    return np.asarray(_compiled_curve(config)(steps), np.float64).reshape(len(steps), config.num_groups)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_curve(config: CurveConfig) -> Any:
+    import jax
+
+    return jax.jit(config.lr_at)  # one XLA program instead of one per primitive (eager mode)
 
 
 def schedule_points(config: CurveConfig, end: int | None = None) -> tuple[np.ndarray, np.ndarray]:
