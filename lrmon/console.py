@@ -19,7 +19,7 @@ import importlib
 import sys
 import threading
 import time
-from typing import IO, Any, Mapping, Sequence
+from typing import IO, Any, Sequence
 
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink
 

@@ -17,7 +17,7 @@ import pytest
 from lrmon import LRMonitor, WarmupCosineSchedule
 from lrmon.cli import main
 from lrmon.curve import CurveConfig
-from lrmon.state import MonitorState, encode_state, write_state_file
+from lrmon.state import MonitorState, write_state_file
 
 pytest.importorskip("matplotlib")
 
@@ -237,7 +237,7 @@ def test_inspect_reads_the_state_a_monitored_run_left_in_its_logdir(runs, capsys
     run_dir, _, _ = runs["tensorboard"]
     assert main(["inspect", str(run_dir)]) == 0
     stdout = capsys.readouterr().out
-    assert f"step:" in stdout and f"{RUN_STEPS} (past the end" in stdout and "valid: yes" in stdout
+    assert "step:" in stdout and f"{RUN_STEPS} (past the end" in stdout and "valid: yes" in stdout
 
 
 @pytest.mark.parametrize("damage, problem", [
