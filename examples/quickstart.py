@@ -1,5 +1,6 @@
 """The main job: a brainstate model trained with braintools' AdamW on lrmon's warmup + cosine schedule, monitored
-into TensorBoard and Weights & Biases (offline: no account, no network).
+into TensorBoard and Weights & Biases (offline: no account, no network), with a progress bar on the console and the
+monitor's state saved every quarter of the run.
 
     python examples/quickstart.py [--out runs/quickstart] [--steps 600]
 
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 import lrmon
+from lrmon.console import ConsoleSink
 from lrmon.integrations.tensorboard import TensorBoardSink
 from lrmon.integrations.wandb import WandbSink
 
@@ -69,13 +71,17 @@ def main() -> None:
 
     tensorboard = TensorBoardSink(out / "tensorboard")
     wandb_sink = WandbSink(dir=out, project="lrmon-quickstart")
-    with lrmon.LRMonitor(schedule, [tensorboard, wandb_sink]) as monitor:
+    sinks = [ConsoleSink(), tensorboard, wandb_sink]
+    with lrmon.LRMonitor(schedule, sinks, flush_every=20, save_every=max(args.steps // 4, 1),
+                         state_dir=out / "state") as monitor:
         for _ in range(args.steps):
             monitor.step(loss=train_step())
     final_loss = float(jnp.mean((model(x) - y) ** 2))
     print(f"trained {args.steps} steps, final loss {final_loss:.4f}; events: {monitor.emitted_events}")
-    print(f"TensorBoard: tensorboard --logdir {tensorboard.logdir}")
-    print(f"W&B (offline run): wandb sync {wandb_sink.run_dir}")
+    print(f"TensorBoard:        tensorboard --logdir {tensorboard.logdir}")
+    print(f"W&B (offline run):  wandb sync {wandb_sink.run_dir}")
+    print(f"LR vs loss figure:  lrmon plot {tensorboard.logdir} --out {out / 'lr_vs_loss.png'}")
+    print(f"resume state:       lrmon inspect {out / 'state'}  (also in the logdir and the W&B artifact)")
 
 
 if __name__ == "__main__":
