@@ -23,13 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 SCHEDULE_EVENTS = ("warmup_start", "warmup_end", "cosine_start", "end")
 
-#: name -> (arguments after --out, schedule of the run: base_lr, warmup, total, eta_min)
+#: name -> (arguments after --out, schedule of the run: base_lr, warmup, total, warmup_start_lr, eta_min)
 RUNS = {
-    "optax_loop": (["--steps", "120"], (3e-3, 12, 120, 3e-5)),
+    "quickstart": (["--steps", "120"], (3e-3, 12, 120, 1e-5, 1e-5)),  # the README's main job, via scripts/demo.sh
+    "optax_loop": (["--steps", "120"], (3e-3, 12, 120, 0.0, 3e-5)),
     # W&B is checked with the other examples: the sink is the same, and each W&B run costs seconds of CPU
-    "compiled_loop": (["--steps", "120", "--graph-capacity", "32", "--no-wandb"], (3e-3, 12, 120, 3e-5)),
-    "clu_loop": (["--steps", "100"], (3e-3, 10, 100, 3e-5)),
-    "preempt_resume": (["--steps", "160"], (3e-3, 16, 160, 3e-5)),
+    "compiled_loop": (["--steps", "120", "--graph-capacity", "32", "--no-wandb"], (3e-3, 12, 120, 0.0, 3e-5)),
+    "clu_loop": (["--steps", "100"], (3e-3, 10, 100, 0.0, 3e-5)),
+    "preempt_resume": (["--steps", "160"], (3e-3, 16, 160, 0.0, 3e-5)),
 }
 
 _READ_TENSORBOARD = r"""
@@ -76,7 +77,10 @@ def example_runs(tmp_path_factory):
     processes = {}
     for name, (arguments, _) in RUNS.items():
         out = base / name
-        command = [sys.executable, str(EXAMPLES / f"{name}.py"), "--out", str(out), *arguments]
+        if name == "quickstart":  # exactly the README's command, which also sets up (here: reuses) the venv
+            command = ["bash", str(ROOT / "scripts" / "demo.sh"), "--out", str(out), *arguments]
+        else:
+            command = [sys.executable, str(EXAMPLES / f"{name}.py"), "--out", str(out), *arguments]
         processes[name] = (out, subprocess.Popen(command, cwd=base, env=env, stdout=subprocess.PIPE,
                                                  stderr=subprocess.PIPE, text=True))
     finished: dict[str, tuple[Path, subprocess.CompletedProcess]] = {}
@@ -102,8 +106,8 @@ def example_runs(tmp_path_factory):
 def check_run(name: str, logdir: Path, records: dict, metrics: tuple[str, ...] = ("loss",),
               resumed_at: int | None = None) -> None:
     """The LR of every step exactly once, equal to the schedule's; the metrics; the events at their steps."""
-    base_lr, warmup, total, eta_min = RUNS[name][1]
-    config = CurveConfig(base_lr, warmup, total, 0.0, eta_min)
+    base_lr, warmup, total, warmup_start_lr, eta_min = RUNS[name][1]
+    config = CurveConfig(base_lr, warmup, total, warmup_start_lr, eta_min)
     scalars, texts = records["scalars"], records["texts"]
     lr = np.asarray(scalars["lr"])
     np.testing.assert_array_equal(lr[:, 0], np.arange(total))  # each step once (a resume purges the overlap)
@@ -137,6 +141,20 @@ def check_wandb(run_dir: Path, total: int, first_step: int = 0) -> dict:
 
 def printed_paths(stdout: str, marker: str) -> list[Path]:
     return [Path(line.split(marker, 1)[1].split()[0]) for line in stdout.splitlines() if marker in line]
+
+
+def test_quickstart_main_job(example_runs):
+    out, result = example_runs("quickstart")
+    assert result.returncode == 0, result.stderr[-3000:]
+    logdir = out / "tensorboard"
+    assert printed_paths(result.stdout, "tensorboard --logdir ") == [logdir]
+    check_run("quickstart", logdir, read_tensorboard(logdir)[logdir])
+    assert read_state(out / "state").step == read_state(logdir).step == 120
+    (wandb_dir,) = printed_paths(result.stdout, "wandb sync ")
+    run = check_wandb(wandb_dir, 120)
+    states = [a for a in run["artifacts"] if a["type"] == "lr-schedule-state"]
+    assert sorted(a["metadata"]["step"] for a in states) == [30, 60, 90, 120]
+    assert "[lrmon] warmup_end at step 11" in result.stderr  # the console sink's event line
 
 
 def test_optax_loop(example_runs):
