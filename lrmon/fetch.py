@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["fetch_scalars"]
+__all__ = ["PendingScalars"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -22,15 +22,29 @@ def _stacker(capacity: int) -> Any:
     return jax.jit(lambda *values: jnp.stack([jnp.reshape(v, ()).astype(jnp.float32) for v in values]))
 
 
-def fetch_scalars(values: Sequence[Any], capacity: int) -> np.ndarray:
-    """``values`` (Python numbers and/or one-element device arrays) as a float64 array, in one device transfer."""
-    if not values:
-        return np.zeros((0,), np.float64)
-    if not all(isinstance(v, jax.Array) for v in values):
-        return np.asarray([float(np.asarray(v).reshape(())) for v in jax.device_get(list(values))], np.float64)
-    out = np.empty((len(values),), np.float64)
-    for start in range(0, len(values), capacity):
-        chunk = list(values[start:start + capacity])
-        padded = chunk + [chunk[0]] * (capacity - len(chunk))
-        out[start:start + len(chunk)] = np.asarray(_stacker(capacity)(*padded))[:len(chunk)]
-    return out
+class PendingScalars:
+    """Scalars being gathered on the device: built without waiting for the device; :meth:`result` waits.
+
+    Python numbers are converted at once; device arrays are stacked in one compiled call per ``capacity`` values
+    and their copy to the host is started right away.
+    """
+
+    def __init__(self, values: Sequence[Any], capacity: int) -> None:
+        self._host: np.ndarray | None = None
+        self._parts: list[tuple[Any, int]] = []
+        if not values or not all(isinstance(v, jax.Array) for v in values):
+            self._host = np.asarray([float(np.asarray(v).reshape(())) for v in jax.device_get(list(values))],
+                                    np.float64)
+            return
+        for start in range(0, len(values), capacity):
+            chunk = list(values[start:start + capacity])
+            stacked = _stacker(capacity)(*(chunk + [chunk[0]] * (capacity - len(chunk))))
+            stacked.copy_to_host_async()
+            self._parts.append((stacked, len(chunk)))
+
+    def result(self) -> np.ndarray:
+        """The values as float64 (waits for the device if it has not finished)."""
+        if self._host is None:
+            self._host = np.concatenate([np.asarray(part)[:n] for part, n in self._parts]).astype(np.float64)
+            self._parts = []
+        return self._host

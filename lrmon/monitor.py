@@ -33,7 +33,7 @@ import numpy as np
 from lrmon._validation import check_step_count
 from lrmon.curve import CurveConfig
 from lrmon.dispatch import SinkSet
-from lrmon.fetch import fetch_scalars
+from lrmon.fetch import PendingScalars
 from lrmon.graph import GraphBuffer, empty_buffer, record
 from lrmon.schedule import ConfigMismatchError
 from lrmon.state import STATE_FILE_NAME, MonitorState, read_state, write_state_file
@@ -114,6 +114,7 @@ class LRMonitor:
         self._lock = threading.RLock()
         self._graph_names: tuple[str, ...] | None = None
         self._graph_state: brainstate.State | None = None
+        self._in_flight: _PendingBatch | None = None
         self._closed = False
         self.save_every = None if save_every is None else check_step_count("save_every", save_every, minimum=1)
         self._state_dir = Path(state_dir) if state_dir is not None else None
@@ -160,7 +161,7 @@ class LRMonitor:
             self._step_driven_schedule(t)
         self._step = t + 1
         if self._step >= self._flush_at:
-            self._write_due()
+            self._write_due(complete=False)
 
     def flush(self) -> None:
         """Write every buffered record and due event to the sinks now, and make the sinks flush (durable)."""
@@ -168,18 +169,19 @@ class LRMonitor:
         if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
             self._sinks.call("flush")
 
-    def _write_due(self) -> None:
-        """Write buffered records, due events and a due state save (the sinks' own flush is not called)."""
+    def _write_due(self, *, complete: bool = True) -> None:
+        """Write buffered records, due events and a due state save (the sinks' own flush is not called).
+
+        Without ``complete`` the records of this flush are only launched (see :meth:`_send_pending`).
+        """
         # The in-graph buffer is fetched before taking the lock: with several devices (or on GPU) dispatch is
         # asynchronous, and the computation producing the buffer may be waiting for this lock in a host callback.
         self._drain_graph_state()
         with self._lock:
-            self._write_pending()
+            self._send_pending(complete=complete or self._save_due())
             self._emit_due_events(self._step)
             self._save_if_due()
             self._flush_at = self._next_flush_step()
-            if not drives_an_optimizer(self.schedule):
-                self.schedule.step(self._step)  # keep the schedule object's last_epoch current
 
     def close(self) -> None:
         """Flush everything, then close every sink. Safe to call twice."""
@@ -275,28 +277,45 @@ class LRMonitor:
             self._emit_due_events(self._step)
             self._save_if_due()
 
-    def _write_pending(self) -> None:
+    def _send_pending(self, *, complete: bool) -> None:
+        """Start gathering the buffered records on the device, and write the batch started at the previous flush.
+
+        Two stages so that the host never waits for the device in the middle of training: the batch of this flush
+        is only launched (its values are gathered and copied while training goes on) and written at the next
+        flush. With ``complete`` everything is written now (explicit flushes, saves, close).
+        """
+        previous, self._in_flight = self._in_flight, self._launch_pending()
+        if previous is not None:
+            self._ingest(*previous.result())
+        if complete and self._in_flight is not None:
+            self._ingest(*self._in_flight.result())
+            self._in_flight = None
+
+    def _launch_pending(self) -> "_PendingBatch | None":
         if not self._pending_steps:
-            return
+            return None
         steps = np.asarray(self._pending_steps, np.int64)
         rows, applied = self._pending_metrics, self._pending_lrs
         self._pending_steps, self._pending_metrics, self._pending_lrs = [], [], []
+        chunk = min(self.flush_every, _FETCH_CHUNK)
         if applied:
-            lrs = np.stack([fetch_scalars([lr[g] for lr in applied], min(self.flush_every, _FETCH_CHUNK))
-                            for g in range(self.config.num_groups)], axis=1)
+            lrs = [PendingScalars([lr[g] for lr in applied], chunk) for g in range(self.config.num_groups)]
         else:
             padded = np.zeros((self.flush_every,), np.int32)  # one shape: compiled once
             padded[: len(steps)] = steps
-            lrs = np.asarray(self._lr_of_steps(padded), np.float64)[: len(steps)]
-        metrics: dict[str, tuple[list[int], list[Any]]] = {}
-        for step, row in zip(steps.tolist(), rows):
-            for name, value in row.items():
-                series = metrics.setdefault(name, ([], []))
-                series[0].append(step)
-                series[1].append(value)
-        chunk = min(self.flush_every, _FETCH_CHUNK)
-        self._ingest(steps, lrs, {name: (np.asarray(metric_steps, np.int64), fetch_scalars(values, chunk))
-                                  for name, (metric_steps, values) in metrics.items()})
+            lrs = self._lr_of_steps(padded)
+        if all(row.keys() == rows[0].keys() for row in rows):  # the usual case: the same metrics every step
+            columns = {name: (steps, [row[name] for row in rows]) for name in rows[0]}
+        else:
+            lists: dict[str, tuple[list[int], list[Any]]] = {}
+            for step, row in zip(steps.tolist(), rows):
+                for name, value in row.items():
+                    lists.setdefault(name, ([], []))[0].append(step)
+                    lists[name][1].append(value)
+            columns = {name: (np.asarray(s, np.int64), values) for name, (s, values) in lists.items()}
+        metrics = {name: (metric_steps, PendingScalars(values, chunk))
+                   for name, (metric_steps, values) in columns.items()}
+        return _PendingBatch(steps, lrs, metrics)
 
     def _ingest(self, steps: np.ndarray, lrs: np.ndarray, metrics: Mapping[str, Any]) -> None:
         """Write rows (steps increasing) to the sinks, dropping steps already written."""
@@ -351,18 +370,30 @@ class LRMonitor:
         Only process 0 saves (returns ``None`` elsewhere). The file is replaced atomically.
         """
         self._write_due()  # drains the in-graph buffer before taking the lock (see _write_due)
+        self._sync_schedule()
         with self._lock:
             if self._last_saved is not None and self._last_saved[0] == self._step:
                 return self._last_saved[1]  # _write_due() just saved this very step
             return self._save_flushed_state()
 
+    def _save_due(self) -> bool:
+        return self.save_every is not None and self._step >= self._next_save_step()
+
     def _save_if_due(self) -> None:
-        if self.save_every is not None and self._step >= self._next_save_step():
+        if self._save_due():
             self._save_flushed_state()
 
     def _next_save_step(self) -> int:
         assert self.save_every is not None
         return (self._last_save_step // self.save_every + 1) * self.save_every
+
+    def _sync_schedule(self) -> None:
+        """Bring a schedule the monitor does not step every train step (optax: pure) to the monitor's step.
+
+        Done at :meth:`save_state` and :meth:`close` (on the training thread: it runs JAX ops), not per step.
+        """
+        if not drives_an_optimizer(self.schedule) and self._graph_state is None:
+            self.schedule.step(self._step)
 
     def _save_flushed_state(self) -> Path | None:
         self._last_save_step = self._step
@@ -430,3 +461,19 @@ class LRMonitor:
 def _describe(kind: str, step: int, lrs: np.ndarray) -> str:
     lr_text = ", ".join(f"{lr:.6g}" for lr in lrs.tolist())
     return f"{kind} at step {step} (lr {lr_text})"
+
+
+class _PendingBatch:
+    """A flush's records whose device values are still being gathered."""
+
+    def __init__(self, steps: np.ndarray, lrs: Any, metrics: Mapping[str, tuple[np.ndarray, PendingScalars]]) -> None:
+        self.steps, self._lrs, self._metrics = steps, lrs, metrics
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """``(steps, lrs [n, groups], {metric: (steps, values)})``, waiting for the device if needed."""
+        n = len(self.steps)
+        if isinstance(self._lrs, list):  # LRs the schedule held for a braintools optimizer
+            lrs = np.stack([pending.result() for pending in self._lrs], axis=1)
+        else:  # the compiled curve at these steps
+            lrs = np.asarray(self._lrs, np.float64)[:n]
+        return self.steps, lrs, {name: (steps, pending.result()) for name, (steps, pending) in self._metrics.items()}
