@@ -222,6 +222,37 @@ class LRMonitor:
             steps, rows, count, last_step = steps[first], rows[first], count[first], last_step[first]
         self._receive(steps, rows, count, last_step)
 
+    def record_many(self, steps: Any, **metrics: Any) -> None:
+        """Record many finished train steps at once, e.g. the per-step outputs of a ``lax.scan``.
+
+        ``steps`` (the step of each row: optax's count before the update) and each metric are 1-d arrays of one
+        length; device arrays are read once. The LR is the compiled curve at each step, as with optax. This is
+        the cheapest way to log a compiled loop (no callback inside it): return the rows as scan outputs and hand
+        them over after the loop. The step count advances past the last step.
+        """
+        steps = np.asarray(jax.device_get(steps), np.int64).reshape(-1)
+        values = {name: np.asarray(v, np.float64).reshape(-1) for name, v in jax.device_get(metrics).items()}
+        for name, column in values.items():
+            if column.shape != steps.shape:
+                raise ValueError(f"metric {name!r} has {column.size} values for {steps.size} steps")
+        self._check_metrics(dict.fromkeys(values, 0.0))
+        if not steps.size:
+            return
+        if np.any(np.diff(steps) <= 0):
+            raise ValueError("steps must be strictly increasing")
+        last_step = int(steps[-1])
+        logged = steps % self.log_every == 0
+        steps = steps[logged]
+        lrs = np.concatenate([self._lrs_of(steps[i:i + self.flush_every]) for i in range(0, len(steps),
+                                                                                         self.flush_every)]
+                             or [np.zeros((0, self.config.num_groups))])
+        self._write_due()  # what the host path buffered comes first
+        with self._lock:
+            self._step = max(self._step, last_step + 1)
+            self._ingest(steps, lrs, {name: (steps, column[logged]) for name, column in values.items()})
+            self._emit_due_events(self._step)
+            self._save_if_due()
+
     def init_graph_state(self, metric_names: Sequence[str] = ()) -> None:
         """Create (outside any transform) the brainstate ``State`` that :meth:`graph_step` writes to."""
         self._graph_state = brainstate.State(self.graph_buffer(metric_names))
@@ -291,6 +322,16 @@ class LRMonitor:
             self._ingest(*self._in_flight.result())
             self._in_flight = None
 
+    def _padded(self, steps: np.ndarray) -> np.ndarray:
+        """``steps`` (at most ``flush_every``) padded to ``flush_every``: the compiled curve sees one shape."""
+        padded = np.zeros((self.flush_every,), np.int32)
+        padded[: len(steps)] = steps
+        return padded
+
+    def _lrs_of(self, steps: np.ndarray) -> np.ndarray:
+        """The compiled curve at ``steps`` (at most ``flush_every``), as float64 ``[n, groups]``."""
+        return np.asarray(self._lr_of_steps(self._padded(steps)), np.float64)[: len(steps)]
+
     def _launch_pending(self) -> "_PendingBatch | None":
         if not self._pending_steps:
             return None
@@ -301,9 +342,7 @@ class LRMonitor:
         if applied:
             lrs = [PendingScalars([lr[g] for lr in applied], chunk) for g in range(self.config.num_groups)]
         else:
-            padded = np.zeros((self.flush_every,), np.int32)  # one shape: compiled once
-            padded[: len(steps)] = steps
-            lrs = self._lr_of_steps(padded)
+            lrs = self._lr_of_steps(self._padded(steps))
         if all(row.keys() == rows[0].keys() for row in rows):  # the usual case: the same metrics every step
             columns = {name: (steps, [row[name] for row in rows]) for name in rows[0]}
         else:

@@ -312,3 +312,41 @@ def test_memory_stays_flat_over_a_million_steps():
     growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert CountingSink.rows == 1_000_000
     assert growth_mb < 20, growth_mb
+
+
+@pytest.mark.parametrize("log_every", [1, 7])
+@pytest.mark.parametrize("config", CONFIGS)
+def test_record_many_from_scan_outputs_matches_the_host_path(config, log_every):
+    base, warmup, total, start, floor, steps = config
+    host_sink, scan_sink = MemorySink(), MemorySink()
+    with LRMonitor(WarmupCosineSchedule(base, warmup, total, start, floor), [host_sink], log_every=log_every) as host:
+        optax_applied_lrs(host.schedule, host, steps)
+
+    schedule = WarmupCosineSchedule(base, warmup, total, start, floor)
+    tx = optax.sgd(schedule)
+
+    def body(opt_state, _):
+        count = opt_state[1].count
+        updates, opt_state = tx.update(jnp.ones(()), opt_state, jnp.zeros(()))
+        return opt_state, (count, jnp.sin(opt_state[1].count.astype(jnp.float32)), -updates)
+
+    with LRMonitor(schedule, [scan_sink], log_every=log_every) as monitor:
+        half = steps // 2  # two compiled chunks, as a long run would be
+        opt_state = tx.init(jnp.zeros(()))
+        applied = []
+        for length in (half, steps - half):
+            opt_state, (counts, losses, lrs) = jax.lax.scan(body, opt_state, None, length=length)
+            monitor.record_many(counts, loss=losses)
+            applied.append(np.asarray(lrs))
+    assert scan_sink.scalars == host_sink.scalars and scan_sink.events == host_sink.events
+    tag = "lr" if not isinstance(base, list) else "lr/pg0"
+    np.testing.assert_array_equal([v for _, v in scan_sink.scalars[tag]], np.concatenate(applied)[::log_every])
+    assert monitor.step_count == steps
+
+
+def test_record_many_rejects_bad_input():
+    monitor = LRMonitor(WarmupCosineSchedule(0.1, 2, 10), [MemorySink()])
+    with pytest.raises(ValueError, match="metric 'loss' has 2 values for 3 steps"):
+        monitor.record_many(np.arange(3), loss=np.ones(2))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        monitor.record_many(np.array([0, 2, 1]), loss=np.ones(3))
