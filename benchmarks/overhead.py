@@ -16,6 +16,8 @@ loops share one compiled step):
                     in the carry, one host callback per ``graph_capacity`` steps).
 ``tiny_for_loop``   the same update in ``brainstate.transform.for_loop`` with a braintools SGD bound to the
                     schedule; bare steps the schedule itself, monitored calls ``monitor.graph_step(loss=...)``.
+``tiny_scan_outputs`` the same scan, the body returning (count, loss) as per-step outputs that
+                    ``monitor.record_many`` takes after each compiled block: no callback inside the loop.
 ``naive_loop``      the tiny Python-loop step with a ``jax.debug.callback`` per step writing (step, lr, loss) to a
                     ``MemorySink`` -- what users write themselves (baseline, not a goal).
 ``naive_scan``      the same callback inside the ``lax.scan`` body.
@@ -83,12 +85,13 @@ import numpy as np
 
 from lrmon.sinks import Sink
 
-GOALS = {"tiny_loop": 1.05, "tiny_scan": 1.05, "tiny_for_loop": 1.05, "realistic_full": 1.03, "tiny_full": 1.5,
+GOALS = {"tiny_loop": 1.05, "tiny_scan": 1.05, "tiny_scan_outputs": 1.05, "tiny_for_loop": 1.05, "realistic_full": 1.03, "tiny_full": 1.5,
          "realistic_full_inprocess": 1.03, "tiny_full_inprocess": 1.5,
          "preview_1m_s": 0.5, "rss_growth_mb_1m": 20.0}
 RATIO_PAIRS = {  # key: (monitored variant, bare variant)
     "tiny_loop": ("loop_monitor", "loop_bare"),
     "tiny_scan": ("scan_monitor", "scan_bare"),
+    "tiny_scan_outputs": ("scan_outputs", "scan_bare"),
     "tiny_for_loop": ("for_loop_monitor", "for_loop_bare"),
     "realistic_full": ("mlp_full", "mlp_bare"),
     "tiny_full": ("loop_full", "loop_bare"),
@@ -304,8 +307,7 @@ class LoopMonitor(LoopBare):
 
     def trim(self) -> None:
         """Drop what the MemorySink kept (outside the timed blocks) so memory stays bounded across rounds."""
-        for values in self.sink.scalars.values():
-            values.clear()
+        self.sink.clear()
 
     def close(self) -> None:
         self.monitor.close()
@@ -335,8 +337,7 @@ class LoopNaive(LoopBare):
         self.step = jax.jit(logged_step)
 
     def trim(self) -> None:
-        for values in self.sink.scalars.values():
-            values.clear()
+        self.sink.clear()
 
 
 def _naive_writer(sink: Any) -> Callable[..., None]:
@@ -360,7 +361,8 @@ class ScanBare(Variant):
 
         self.schedule = _schedule()
         self.block = block
-        step, self.count_of, w, opt_state = _tiny_problem(self.schedule)
+        self.step, self.count_of, w, opt_state = _tiny_problem(self.schedule)
+        step = self.step
         self.carry = self._initial_carry(w, opt_state)
 
         def body(carry, _):
@@ -409,14 +411,52 @@ class ScanMonitor(ScanBare):
         return (w, opt_state, self.monitor.graph_record(buffer, count, loss=loss))
 
     def trim(self) -> None:
-        for values in self.sink.scalars.values():
-            values.clear()
+        self.sink.clear()
 
     def close(self) -> None:
         import jax
 
         jax.effects_barrier()
         self.monitor.graph_drain(self.carry[2])
+        self.monitor.close()
+
+
+class ScanOutputs(ScanBare):
+    """The scan body returns (count, loss) as per-step outputs; ``monitor.record_many`` takes them after each
+    compiled block (no callback inside the loop)."""
+
+    name = "scan_outputs"
+
+    def __init__(self, block: int) -> None:
+        import jax
+
+        from lrmon import MemorySink
+
+        self.sink = MemorySink()
+        self.monitor = _monitor(_schedule(), [self.sink])
+        super().__init__(block)
+
+        def body(carry, _):
+            w, opt_state, _ = carry
+            count = self.count_of(opt_state)
+            w, opt_state, loss = self.step(w, opt_state)
+            return (w, opt_state, loss), (count, loss)
+
+        self.call = jax.jit(lambda carry: jax.lax.scan(body, carry, None, length=block))
+
+    def run(self, n: int) -> None:
+        assert n % self.block == 0, (n, self.block)
+        carry = self.carry
+        for _ in range(n // self.block):
+            carry, (counts, losses) = self.call(carry)
+            self.monitor.record_many(counts, loss=losses)
+        _block(carry)
+        self.carry = carry
+
+    def trim(self) -> None:
+        self.sink.clear()
+
+    def close(self) -> None:
         self.monitor.close()
 
 
@@ -448,8 +488,7 @@ class ScanNaive(ScanBare):
         jax.effects_barrier()
 
     def trim(self) -> None:
-        for values in self.sink.scalars.values():
-            values.clear()
+        self.sink.clear()
 
 
 class ForLoopBare(Variant):
@@ -512,8 +551,7 @@ class ForLoopMonitor(ForLoopBare):
         self.monitor.graph_step(loss=loss)
 
     def trim(self) -> None:
-        for values in self.sink.scalars.values():
-            values.clear()
+        self.sink.clear()
 
     def close(self) -> None:
         self.monitor.close()
@@ -794,6 +832,7 @@ def main(argv: list[str] | None = None) -> int:
         add(LoopNaive, "loop_naive", cfg["naive_block"])
         add(lambda: ScanBare(cfg["scan_block"]), "scan_bare", cfg["scan_block"])
         add(lambda: ScanMonitor(cfg["scan_block"]), "scan_monitor", cfg["scan_block"])
+        add(lambda: ScanOutputs(cfg["scan_block"]), "scan_outputs", cfg["scan_block"])
         add(lambda: ScanNaive(cfg["naive_block"] * 2), "scan_naive", cfg["naive_block"] * 2)
         add(lambda: ForLoopBare(cfg["scan_block"]), "for_loop_bare", cfg["scan_block"])
         add(lambda: ForLoopMonitor(cfg["scan_block"]), "for_loop_monitor", cfg["scan_block"])

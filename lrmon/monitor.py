@@ -243,9 +243,9 @@ class LRMonitor:
         last_step = int(steps[-1])
         logged = steps % self.log_every == 0
         steps = steps[logged]
-        lrs = np.concatenate([self._lrs_of(steps[i:i + self.flush_every]) for i in range(0, len(steps),
-                                                                                         self.flush_every)]
-                             or [np.zeros((0, self.config.num_groups))])
+        padded = np.zeros((1 << max(len(steps) - 1, 0).bit_length(),), np.int32)  # power of 2: few compiles
+        padded[: len(steps)] = steps
+        lrs = np.asarray(self._lr_of_steps(padded), np.float64)[: len(steps)]
         self._write_due()  # what the host path buffered comes first
         with self._lock:
             self._step = max(self._step, last_step + 1)
@@ -327,10 +327,6 @@ class LRMonitor:
         padded = np.zeros((self.flush_every,), np.int32)
         padded[: len(steps)] = steps
         return padded
-
-    def _lrs_of(self, steps: np.ndarray) -> np.ndarray:
-        """The compiled curve at ``steps`` (at most ``flush_every``), as float64 ``[n, groups]``."""
-        return np.asarray(self._lr_of_steps(self._padded(steps)), np.float64)[: len(steps)]
 
     def _launch_pending(self) -> "_PendingBatch | None":
         if not self._pending_steps:

@@ -123,17 +123,36 @@ class MemorySink(Sink):
     """Keeps every record in Python: ``scalars[tag] = [(step, value), ...]`` and ``events = [(step, kind), ...]``.
 
     ``event_records`` holds the full :class:`Event` objects, ``config`` the configuration, ``info`` the
-    :class:`RunInfo` it was opened with. Memory grows with the run: for tests and short runs.
+    :class:`RunInfo` it was opened with, ``saved_states`` the ``(step, bytes)`` of each state save. Writing keeps the
+    batches' arrays (no per-row Python work on the training thread); ``scalars`` builds the lists when read.
+    Memory grows with the run: for tests, short runs and users who want the records in Python; :meth:`clear`
+    forgets the scalars kept so far.
     """
 
     def __init__(self) -> None:
-        self.scalars: dict[str, list[tuple[int, float]]] = {}
+        self._batches: dict[str, list[Series]] = {}
+        self._scalars: dict[str, list[tuple[int, float]]] | None = {}
         self.events: list[tuple[int, str]] = []
         self.event_records: list[Event] = []
         self.config: dict[str, Any] = {}
         self.info: RunInfo | None = None
         self.saved_states: list[tuple[int, bytes]] = []
         self.closed = False
+
+    @property
+    def scalars(self) -> dict[str, list[tuple[int, float]]]:
+        """``tag -> [(step, value), ...]`` in the order written."""
+        if self._scalars is None:
+            self._scalars = {
+                tag: list(zip(np.concatenate([b.steps for b in batches]).tolist(),
+                              np.concatenate([b.values for b in batches]).tolist()))
+                for tag, batches in self._batches.items()
+            }
+        return self._scalars
+
+    def clear(self) -> None:
+        """Forget the scalars recorded so far (events, config and states stay)."""
+        self._batches, self._scalars = {}, {}
 
     def open(self, info: RunInfo) -> None:
         self.info = info
@@ -143,7 +162,8 @@ class MemorySink(Sink):
 
     def write_scalars(self, batch: ScalarBatch) -> None:
         for tag, series in batch.items():
-            self.scalars.setdefault(tag, []).extend(zip(series.steps.tolist(), series.values.tolist()))
+            self._batches.setdefault(tag, []).append(series)
+        self._scalars = None
 
     def write_events(self, events: Sequence[Event]) -> None:
         self.events.extend((event.step, event.kind) for event in events)
