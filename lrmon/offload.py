@@ -213,7 +213,12 @@ class _FailureReportingSinks(SinkSet):
 
 
 def _serve(sinks: Sequence[Sink], data: Any, control: Any, outbox: Any) -> None:
-    """The child process: apply the parent's messages to the sinks until ``close`` (control messages first)."""
+    """The child process: apply the parent's messages to the sinks until ``close`` (control messages first).
+
+    It runs at a lower CPU priority than training (``nice`` 10): on a busy machine the trackers yield, fall
+    behind and get thinned, instead of slowing the train step.
+    """
+    os.nice(10)
     active = _FailureReportingSinks(sinks, outbox)
     capacity = data._maxsize  # noqa: SLF001 - multiprocessing keeps the bound here
     stride, reported_stride = 1, 1
