@@ -23,7 +23,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import lrmon
@@ -31,31 +30,7 @@ from lrmon.console import ConsoleSink
 from lrmon.integrations.clu import CluSink, SinkMetricWriter
 from lrmon.integrations.tensorboard import TensorBoardSink
 
-DIM, HIDDEN, BATCH = 16, 64, 128
-
-
-def make_data(n: int = 4096, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic regression problem: targets of a random teacher network plus a little noise.
-
-    Made with NumPy: eager JAX random calls would each compile a small XLA program first.
-    """
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, DIM)).astype(np.float32)
-    teacher_in, teacher_out = rng.normal(size=(DIM, 16)) / np.sqrt(DIM), rng.normal(size=16) / 4.0
-    y = np.tanh(x @ teacher_in) @ teacher_out + 0.05 * rng.normal(size=n)
-    return x, y.astype(np.float32)
-
-
-def init_params(seed: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {"w1": (rng.normal(size=(DIM, HIDDEN)) / np.sqrt(DIM)).astype(np.float32),
-            "b1": np.zeros(HIDDEN, np.float32),
-            "w2": (rng.normal(size=HIDDEN) / np.sqrt(HIDDEN)).astype(np.float32), "b2": np.zeros((), np.float32)}
-
-
-def mse(params: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
-    prediction = jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"]
-    return jnp.mean((prediction - y) ** 2)
+from synthetic import batch_of, init_params, make_data, mse, print_results
 
 
 def main() -> None:
@@ -80,7 +55,7 @@ def main() -> None:
 
     @jax.jit
     def train_step(params, opt_state, step, x, y):
-        batch = jax.random.randint(jax.random.fold_in(jax.random.PRNGKey(2), step), (BATCH,), 0, x.shape[0])
+        batch = batch_of(step, x.shape[0])
         loss, grads = jax.value_and_grad(mse)(params, x[batch], y[batch])
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
@@ -114,10 +89,7 @@ def main() -> None:
     writer.close()  # waits for clu's background thread, then closes the lrmon sinks behind it
 
     print(f"\nfinal eval loss {float(evaluate(params, x_eval, y_eval)):.4f} after {args.steps} steps")
-    print(f"TensorBoard logdir: {tb_dir}\n  open it:  tensorboard --logdir {tb_dir}  (Custom Scalars tab: 'lr vs loss')")
-    if wandb_sink is not None:
-        print(f"W&B offline run:    {wandb_sink.run_dir}\n  upload it: wandb sync {wandb_sink.run_dir}")
-    print(f"plot it:  lrmon plot {tb_dir} --out {args.out / 'lr_vs_loss.png'}")
+    print_results(tb_dir, wandb_sink, args.out / "lr_vs_loss.png")
 
 
 if __name__ == "__main__":

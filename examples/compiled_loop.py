@@ -24,41 +24,12 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import lrmon
 from lrmon.console import ConsoleSink
 from lrmon.integrations.tensorboard import TensorBoardSink
 
-DIM, HIDDEN, BATCH = 16, 64, 128
-
-
-def make_data(n: int = 4096, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic regression problem: targets of a random teacher network plus a little noise.
-
-    Made with NumPy: eager JAX random calls would each compile a small XLA program first.
-    """
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, DIM)).astype(np.float32)
-    teacher_in, teacher_out = rng.normal(size=(DIM, 16)) / np.sqrt(DIM), rng.normal(size=16) / 4.0
-    y = np.tanh(x @ teacher_in) @ teacher_out + 0.05 * rng.normal(size=n)
-    return x, y.astype(np.float32)
-
-
-def init_params(seed: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {"w1": (rng.normal(size=(DIM, HIDDEN)) / np.sqrt(DIM)).astype(np.float32),
-            "b1": np.zeros(HIDDEN, np.float32),
-            "w2": (rng.normal(size=HIDDEN) / np.sqrt(HIDDEN)).astype(np.float32), "b2": np.zeros((), np.float32)}
-
-
-def mse(params: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
-    prediction = jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"]
-    return jnp.mean((prediction - y) ** 2)
-
-
-def batch_of(step: jax.Array, n: int) -> jax.Array:
-    return jax.random.randint(jax.random.fold_in(jax.random.PRNGKey(2), step), (BATCH,), 0, n)
+from synthetic import batch_of, init_params, make_data, mse
 
 
 def make_sinks(out: Path, style: str, use_wandb: bool) -> tuple[list[lrmon.Sink], Path, object]:

@@ -19,38 +19,13 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import lrmon
 from lrmon.console import ConsoleSink
 from lrmon.integrations.tensorboard import TensorBoardSink
 
-
-def make_data(n: int = 4096, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic regression problem: targets of a random teacher network plus a little noise.
-
-    Made with NumPy: eager JAX random calls would each compile a small XLA program first.
-    """
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, dim)).astype(np.float32)
-    teacher_in, teacher_out = rng.normal(size=(dim, 16)) / np.sqrt(dim), rng.normal(size=16) / 4.0
-    y = np.tanh(x @ teacher_in) @ teacher_out + 0.05 * rng.normal(size=n)
-    return x, y.astype(np.float32)
-
-
-def init_params(dim: int, hidden: int = 64, seed: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {
-        "w1": (rng.normal(size=(dim, hidden)) / np.sqrt(dim)).astype(np.float32),
-        "b1": np.zeros(hidden, np.float32),
-        "w2": (rng.normal(size=hidden) / np.sqrt(hidden)).astype(np.float32),
-        "b2": np.zeros((), np.float32),
-    }
-
-
-def predict(params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
-    return jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"]
+from synthetic import BATCH, batch_of, init_params, make_data, mse, print_results
 
 
 def main() -> None:
@@ -59,13 +34,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="train steps (the schedule's total_steps)")
     parser.add_argument("--warmup", type=int, default=None, help="warmup steps (default: 10%% of --steps)")
     parser.add_argument("--base-lr", type=float, default=3e-3, help="peak LR")
-    parser.add_argument("--batch", type=int, default=128, help="batch size")
+    parser.add_argument("--batch", type=int, default=BATCH, help="batch size")
     parser.add_argument("--no-wandb", action="store_true", help="log to TensorBoard only")
     args = parser.parse_args()
     warmup = args.steps // 10 if args.warmup is None else args.warmup
 
     x, y = map(jnp.asarray, make_data())
-    params = init_params(x.shape[1])
+    params = init_params()
     schedule = lrmon.WarmupCosineSchedule(base_lr=args.base_lr, warmup_steps=warmup, total_steps=args.steps,
                                           eta_min=args.base_lr / 100)
     optimizer = optax.adamw(learning_rate=schedule, weight_decay=1e-4)
@@ -73,12 +48,8 @@ def main() -> None:
 
     @jax.jit
     def train_step(params, opt_state, step, x, y):
-        batch = jax.random.randint(jax.random.fold_in(jax.random.PRNGKey(2), step), (args.batch,), 0, x.shape[0])
-
-        def loss_fn(p):
-            return jnp.mean((predict(p, x[batch]) - y[batch]) ** 2)
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+        batch = batch_of(step, x.shape[0], args.batch)
+        loss, grads = jax.value_and_grad(mse)(params, x[batch], y[batch])
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -98,10 +69,7 @@ def main() -> None:
         final_loss = float(loss)
 
     print(f"\nfinal loss {final_loss:.4f} after {args.steps} steps")
-    print(f"TensorBoard logdir: {tb_dir}\n  open it:  tensorboard --logdir {tb_dir}  (Custom Scalars tab: 'lr vs loss')")
-    if wandb_sink is not None:
-        print(f"W&B offline run:    {wandb_sink.run_dir}\n  upload it: wandb sync {wandb_sink.run_dir}")
-    print(f"plot it:  lrmon plot {tb_dir} --out {args.out / 'lr_vs_loss.png'}")
+    print_results(tb_dir, wandb_sink, args.out / "lr_vs_loss.png")
 
 
 if __name__ == "__main__":

@@ -143,12 +143,18 @@ def printed_paths(stdout: str, marker: str) -> list[Path]:
     return [Path(line.split(marker, 1)[1].split()[0]) for line in stdout.splitlines() if marker in line]
 
 
-def test_quickstart_main_job(example_runs):
-    out, result = example_runs("quickstart")
+def finished_run(example_runs, name: str) -> tuple[Path, subprocess.CompletedProcess, Path]:
+    """Wait for ``name``: it exited 0, printed ``<out>/tensorboard`` as its one logdir, and the run there checks out."""
+    out, result = example_runs(name)
     assert result.returncode == 0, result.stderr[-3000:]
     logdir = out / "tensorboard"
     assert printed_paths(result.stdout, "tensorboard --logdir ") == [logdir]
-    check_run("quickstart", logdir, read_tensorboard(logdir)[logdir])
+    check_run(name, logdir, read_tensorboard(logdir)[logdir])
+    return out, result, logdir
+
+
+def test_quickstart_main_job(example_runs):
+    out, result, logdir = finished_run(example_runs, "quickstart")
     assert read_state(out / "state").step == read_state(logdir).step == 120
     (wandb_dir,) = printed_paths(result.stdout, "wandb sync ")
     run = check_wandb(wandb_dir, 120)
@@ -158,11 +164,7 @@ def test_quickstart_main_job(example_runs):
 
 
 def test_optax_loop(example_runs):
-    out, result = example_runs("optax_loop")
-    assert result.returncode == 0, result.stderr[-3000:]
-    logdir = out / "tensorboard"
-    assert printed_paths(result.stdout, "tensorboard --logdir ") == [logdir]
-    check_run("optax_loop", logdir, read_tensorboard(logdir)[logdir])
+    out, result, logdir = finished_run(example_runs, "optax_loop")
     assert read_state(logdir).step == 120  # the monitor's state, kept with the run
     (wandb_dir,) = printed_paths(result.stdout, "wandb sync ")
     assert wandb_dir.parent == out / "wandb" / "wandb"

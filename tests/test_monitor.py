@@ -45,16 +45,22 @@ def seed_formula(step: np.ndarray, base: float, warmup: int, total: int, start: 
     return np.where(step < warmup, start + alpha * (base - start), cosine)
 
 
+def sgd_unit_step(tx: optax.GradientTransformation, opt_state):
+    """One optax SGD step with gradient 1 at parameter 0: (optax's count before it, new state, -update, loss)."""
+    count = opt_state[1].count
+    updates, opt_state = tx.update(jnp.ones(()), opt_state, jnp.zeros(()))
+    return count, opt_state, -updates, jnp.sin(opt_state[1].count.astype(jnp.float32))
+
+
 def optax_applied_lrs(schedule: WarmupCosineSchedule, monitor: LRMonitor, steps: int, **metric) -> np.ndarray:
     """Run an optax SGD loop (gradient 1, parameter reset to 0): the update of step t is -lr_t exactly."""
     tx = optax.sgd(schedule)
-    params = jnp.zeros(())
-    opt_state = tx.init(params)
+    opt_state = tx.init(jnp.zeros(()))
 
     @jax.jit
     def train_step(opt_state):
-        updates, opt_state = tx.update(jnp.ones(()), opt_state, params)
-        return -updates, opt_state, jnp.sin(opt_state[1].count.astype(jnp.float32))
+        _, opt_state, lr, loss = sgd_unit_step(tx, opt_state)
+        return lr, opt_state, loss
 
     applied = []
     for _ in range(steps):
@@ -62,6 +68,15 @@ def optax_applied_lrs(schedule: WarmupCosineSchedule, monitor: LRMonitor, steps:
         monitor.step(loss=loss)
         applied.append(lr)
     return np.asarray(jax.device_get(applied), np.float64)
+
+
+def host_path_records(config: tuple, log_every: int) -> MemorySink:
+    """What the host path (``optax_applied_lrs`` with ``monitor.step``) records for a ``CONFIGS`` entry."""
+    base, warmup, total, start, floor, steps = config
+    sink = MemorySink()
+    with LRMonitor(WarmupCosineSchedule(base, warmup, total, start, floor), [sink], log_every=log_every) as host:
+        optax_applied_lrs(host.schedule, host, steps)
+    return sink
 
 
 @pytest.mark.parametrize("log_every", [1, 7, 100])
@@ -128,9 +143,7 @@ def test_monitor_refuses_a_schedule_also_stepped_by_the_user():
 @pytest.mark.parametrize("config", CONFIGS)
 def test_in_graph_scan_matches_the_host_path(config, log_every):
     base, warmup, total, start, floor, steps = config
-    host_sink, graph_sink = MemorySink(), MemorySink()
-    with LRMonitor(WarmupCosineSchedule(base, warmup, total, start, floor), [host_sink], log_every=log_every) as host:
-        optax_applied_lrs(host.schedule, host, steps)
+    host_sink, graph_sink = host_path_records(config, log_every), MemorySink()
 
     schedule = WarmupCosineSchedule(base, warmup, total, start, floor)
     monitor = LRMonitor(schedule, [graph_sink], log_every=log_every, graph_capacity=8)
@@ -138,10 +151,9 @@ def test_in_graph_scan_matches_the_host_path(config, log_every):
 
     def body(carry, _):
         opt_state, buffer = carry
-        count = opt_state[1].count
-        updates, opt_state = tx.update(jnp.ones(()), opt_state, jnp.zeros(()))
-        buffer = monitor.graph_record(buffer, count, loss=jnp.sin(opt_state[1].count.astype(jnp.float32)))
-        return (opt_state, buffer), -updates
+        count, opt_state, lr, loss = sgd_unit_step(tx, opt_state)
+        buffer = monitor.graph_record(buffer, count, loss=loss)
+        return (opt_state, buffer), lr
 
     (_, buffer), applied = jax.jit(lambda c: jax.lax.scan(body, c, None, length=steps))(
         (tx.init(jnp.zeros(())), monitor.graph_buffer(["loss"])))
@@ -318,17 +330,14 @@ def test_memory_stays_flat_over_a_million_steps():
 @pytest.mark.parametrize("config", CONFIGS)
 def test_record_many_from_scan_outputs_matches_the_host_path(config, log_every):
     base, warmup, total, start, floor, steps = config
-    host_sink, scan_sink = MemorySink(), MemorySink()
-    with LRMonitor(WarmupCosineSchedule(base, warmup, total, start, floor), [host_sink], log_every=log_every) as host:
-        optax_applied_lrs(host.schedule, host, steps)
+    host_sink, scan_sink = host_path_records(config, log_every), MemorySink()
 
     schedule = WarmupCosineSchedule(base, warmup, total, start, floor)
     tx = optax.sgd(schedule)
 
     def body(opt_state, _):
-        count = opt_state[1].count
-        updates, opt_state = tx.update(jnp.ones(()), opt_state, jnp.zeros(()))
-        return opt_state, (count, jnp.sin(opt_state[1].count.astype(jnp.float32)), -updates)
+        count, opt_state, lr, loss = sgd_unit_step(tx, opt_state)
+        return opt_state, (count, loss, lr)
 
     with LRMonitor(schedule, [scan_sink], log_every=log_every) as monitor:
         half = steps // 2  # two compiled chunks, as a long run would be
