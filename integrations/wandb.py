@@ -44,11 +44,11 @@ from typing import Any, Mapping, Sequence
 
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
 
-from lrmon.state import STATE_FILE_NAME, copy_state_file
+from lrmon.state import STATE_FILE_NAME, StateError, check_artifact_type, copy_state_file
 from lrmon.integrations._process import WriteGate
 
 __all__ = [
-    "WandbSink", "read_offline_run", "inspect_records", "STEP_METRIC", "DEFAULT_DIR", "LOCAL_ARTIFACT_DIR",
+    "WandbSink", "download_state_artifact", "read_offline_run", "inspect_records", "STEP_METRIC", "DEFAULT_DIR", "LOCAL_ARTIFACT_DIR",
     "default_settings",
 ]
 
@@ -308,6 +308,26 @@ class WandbSink(Sink):
                 xs=xs, ys=ys, keys=series_keys, title="LR vs loss", xname=STEP_METRIC
             )
         return row
+
+
+def download_state_artifact(reference: str, run: Any = None) -> Path:
+    """Download a state artifact logged by :class:`WandbSink` and return its directory (for ``resume_from``).
+
+    ``reference`` is W&B's ``entity/project/lrmon-state-<run id>:<alias>`` (``latest`` or ``step-N``). With ``run``
+    (or an active ``wandb.run``) this is ``run.use_artifact(reference).download()``, which also records the lineage;
+    otherwise ``wandb.Api().artifact(reference).download()``. Both need W&B online; offline runs resume from
+    ``WandbSink.artifact_dir`` instead. Any failure, or an artifact of another type, raises ``StateError``.
+    """
+    try:
+        wandb = _wandb()
+        run = run if run is not None else wandb.run
+        artifact = run.use_artifact(reference) if run is not None else wandb.Api().artifact(reference)
+        check_artifact_type(artifact.type, source=reference)
+        return Path(artifact.download())
+    except StateError:
+        raise
+    except Exception as error:  # noqa: BLE001 - offline, no key, no network, no such artifact: all say the same
+        raise StateError(f"cannot download the W&B artifact ({type(error).__name__}: {error})", reference) from error
 
 
 def _pad(values: Sequence[float], length: int) -> list[float | None]:

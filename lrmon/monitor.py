@@ -44,6 +44,8 @@ __all__ = ["LRMonitor", "PHASE_TAG"]
 
 #: Tag of the phase scalar (0 warmup, 1 cosine, 2 past the end).
 PHASE_TAG = "lrmon/phase"
+#: ``resume_from="wandb-artifact:entity/project/lrmon-state-<run id>:latest"`` downloads that artifact (online).
+WANDB_ARTIFACT_PREFIX = "wandb-artifact:"
 
 #: Device scalars fetched per compiled stacking call. The call takes one argument per scalar and compiles once per
 #: size; compiling it grows faster than linearly with that size (4096 arguments: ~9 s, 16384: >2 min on a 2-core
@@ -65,7 +67,8 @@ class LRMonitor:
       save_every: also save the state every this many steps (it is always saved at :meth:`close`).
       state_dir: directory of the local state file ``lrmon_state.json`` (default: a private temporary directory;
         every sink also stores the state with its tracker: W&B artifact, TensorBoard logdir).
-      resume_from: a state file, a TensorBoard logdir, a W&B artifact directory, or a
+      resume_from: a state file, a TensorBoard logdir, a W&B artifact directory, a W&B artifact reference
+        ``"wandb-artifact:entity/project/lrmon-state-<run id>:latest"`` (downloaded; needs W&B online), or a
         :class:`~lrmon.state.MonitorState`: the schedule jumps to the saved step, events already emitted are not
         emitted again, a ``resume`` event marks the step, and sinks are opened at that step (TensorBoard purges
         what the interrupted run wrote from there on).
@@ -454,6 +457,10 @@ class LRMonitor:
 
     def _restore(self, source: str | os.PathLike[str] | MonitorState, allow_config_change: bool) -> None:
         """Continue from a saved state (nothing changes if it cannot be read or does not match)."""
+        if isinstance(source, str) and source.startswith(WANDB_ARTIFACT_PREFIX):
+            from lrmon.integrations.wandb import download_state_artifact  # imports wandb: only when asked for
+
+            source = download_state_artifact(source[len(WANDB_ARTIFACT_PREFIX):])
         state = source if isinstance(source, MonitorState) else read_state(source)
         differing = state.config.differing_fields(self.config)
         if differing and not allow_config_change:

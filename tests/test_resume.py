@@ -157,3 +157,13 @@ def test_resume_from_a_corrupted_state_raises_and_changes_nothing(tmp_path):
     with pytest.raises(StateError, match="checksum"):
         lrmon.LRMonitor(schedule, resume_from=path)
     assert int(schedule.last_epoch.value) == 0
+
+
+def test_a_wandb_artifact_reference_that_cannot_be_downloaded_raises_and_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path))  # no stored key either
+    schedule = lrmon.WarmupCosineSchedule(0.1, 10, 100)
+    with pytest.raises(StateError, match="me/proj/lrmon-state-abc:latest: cannot download the W&B artifact"):
+        lrmon.LRMonitor(schedule, resume_from="wandb-artifact:me/proj/lrmon-state-abc:latest")
+    assert int(schedule.last_epoch.value) == 0
