@@ -20,6 +20,7 @@ The LR at step :math:`t` is known on the host from the configuration, so events 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -65,8 +66,9 @@ class LRMonitor:
       flush_every: logged steps buffered on the host before one batched fetch and write.
       graph_capacity: rows of the in-graph ring buffer (one host callback per this many logged steps).
       save_every: also save the state every this many steps (it is always saved at :meth:`close`).
-      state_dir: directory of the local state file ``lrmon_state.json`` (default: a private temporary directory;
-        every sink also stores the state with its tracker: W&B artifact, TensorBoard logdir).
+      state_dir: directory of the local state file ``lrmon_state.json`` (default: a private temporary directory,
+        removed at :meth:`close`; every sink also stores the state with its tracker: W&B artifact, TensorBoard
+        logdir).
       resume_from: a state file, a TensorBoard logdir, a W&B artifact directory, a W&B artifact reference
         ``"wandb-artifact:entity/project/lrmon-state-<run id>:latest"`` (downloaded; needs W&B online), or a
         :class:`~lrmon.state.MonitorState`: the schedule jumps to the saved step, events already emitted are not
@@ -121,6 +123,7 @@ class LRMonitor:
         self._closed = False
         self.save_every = None if save_every is None else check_step_count("save_every", save_every, minimum=1)
         self._state_dir = Path(state_dir) if state_dir is not None else None
+        self._private_state_dir: Path | None = None
         self._resume_note: str | None = None
         if resume_from is not None:
             self._restore(resume_from, allow_config_change)
@@ -193,6 +196,8 @@ class LRMonitor:
         self.save_state()
         if self._writes:
             self._sinks.call("close")
+        if self._private_state_dir is not None:
+            shutil.rmtree(self._private_state_dir, ignore_errors=True)
         self._closed = True
 
     def __enter__(self) -> "LRMonitor":
@@ -437,8 +442,8 @@ class LRMonitor:
         self._last_save_step = self._step
         if not self._writes:
             return None
-        if self._state_dir is None:
-            self._state_dir = Path(tempfile.mkdtemp(prefix="lrmon-state-"))
+        if self._state_dir is None:  # a private directory, removed at close (the trackers keep their copies)
+            self._state_dir = self._private_state_dir = Path(tempfile.mkdtemp(prefix="lrmon-state-"))
         state = MonitorState(
             schedule_class=type(self.schedule).__name__,
             config=self.config,

@@ -259,6 +259,7 @@ def _serve(sinks: Sequence[Sink], data: Any, control: Any, outbox: Any) -> None:
                     break
                 active.call("write_scalars", _thin(batch, stride) if stride > 1 else batch)
             active.call("close")
+            os.rmdir(state_dir)  # empty: each state file is removed once the sinks have stored it
             outbox.put(("closed", None))
             return
         else:
