@@ -251,9 +251,8 @@ class LRMonitor:
         last_step = int(steps[-1])
         logged = steps % self.log_every == 0
         steps = steps[logged]
-        padded = np.zeros((1 << max(len(steps) - 1, 0).bit_length(),), np.int32)  # power of 2: few compiles
-        padded[: len(steps)] = steps
-        lrs = np.asarray(self._lr_of_steps(padded), np.float64)[: len(steps)]
+        size = 1 << max(len(steps) - 1, 0).bit_length()  # a power of 2: few shapes, few compiles
+        lrs = np.asarray(self._lr_of_steps(_padded(steps, size)), np.float64)[: len(steps)]
         self._write_due()  # what the host path buffered comes first
         with self._lock:
             self._step = max(self._step, last_step + 1)
@@ -330,12 +329,6 @@ class LRMonitor:
             self._ingest(*self._in_flight.result())
             self._in_flight = None
 
-    def _padded(self, steps: np.ndarray) -> np.ndarray:
-        """``steps`` (at most ``flush_every``) padded to ``flush_every``: the compiled curve sees one shape."""
-        padded = np.zeros((self.flush_every,), np.int32)
-        padded[: len(steps)] = steps
-        return padded
-
     def _launch_pending(self) -> "_PendingBatch | None":
         if not self._pending_steps:
             return None
@@ -346,7 +339,7 @@ class LRMonitor:
         if applied:
             lrs = [PendingScalars([lr[g] for lr in applied], chunk) for g in range(self.config.num_groups)]
         else:
-            lrs = self._lr_of_steps(self._padded(steps))
+            lrs = self._lr_of_steps(_padded(steps, self.flush_every))  # one shape: compiled once
         if all(row.keys() == rows[0].keys() for row in rows):  # the usual case: the same metrics every step
             columns = {name: (steps, [row[name] for row in rows]) for name in rows[0]}
         else:
@@ -503,6 +496,13 @@ class LRMonitor:
         info = RunInfo(self._start_step, config, self.lr_tags, resumed=resumed, write=True)
         self._sinks.call("open", info)
         self._sinks.call("write_config", config)
+
+
+def _padded(steps: np.ndarray, size: int) -> np.ndarray:
+    """``steps`` as int32 padded with zeros to ``size``, so the compiled curve sees few distinct shapes."""
+    padded = np.zeros((size,), np.int32)
+    padded[: len(steps)] = steps
+    return padded
 
 
 def _describe(kind: str, step: int, lrs: np.ndarray) -> str:

@@ -67,6 +67,29 @@ def events(config: lrmon.CurveConfig, stop: int) -> list[Event]:
     return [Event(step, kind, tuple(table[step].tolist()), f"{kind} at step {step}") for step, kind in due]
 
 
+def write_run(sink: Any, config: lrmon.CurveConfig = CONFIG, start: int = 0, stop: int = 300) -> None:
+    """Drive ``sink`` through the Sink interface as the monitor would: open, config, batches of steps
+    ``[start, stop)``, then the events of those steps (``sink`` stays open)."""
+    info = run_info(config, start_step=start)
+    sink.open(info)
+    sink.write_config(info.config)
+    for batch in batches(config, start, stop):
+        sink.write_scalars(batch)
+    sink.write_events([e for e in events(config, stop) if e.step >= start])
+
+
+def monitored_run(sink: Any, steps: int, **monitor_kwargs: Any) -> lrmon.MemorySink:
+    """A monitored run of ``steps`` steps on :data:`CONFIG`'s curve (loss ``exp(-t/100)``) into a ``MemorySink``
+    and ``sink``; returns the ``MemorySink``, the reference the tracker's files are compared with."""
+    memory = lrmon.MemorySink()
+    schedule = lrmon.WarmupCosineSchedule.from_config(CONFIG)
+    monitor = lrmon.LRMonitor(schedule, sinks=[memory, sink], **monitor_kwargs)
+    for t in range(steps):
+        monitor.step(loss=float(np.exp(-t / 100)))
+    monitor.close()
+    return memory
+
+
 def accumulator(logdir: Path) -> Any:
     """A loaded ``EventAccumulator`` keeping everything (the default keeps only 10 texts per tag)."""
     from tensorboard.backend.event_processing.event_accumulator import (

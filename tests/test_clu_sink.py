@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lrmon
 from lrmon.integrations.clu import CluSink, as_metric_writer
 from lrmon.integrations.tensorboard import TensorBoardSink, read_config
 from lrmon.integrations.wandb import STEP_METRIC, WandbSink, read_offline_run
 
-from _trackers import CONFIG, accumulator, batches, curve, events, run_info, texts, wandb_env
+from _trackers import (
+    CONFIG, accumulator, batches, curve, events, monitored_run, run_info, texts, wandb_env, write_run,
+)
 
 N = 300
 __all__ = ["wandb_env"]  # the fixture, imported for pytest
@@ -64,12 +65,7 @@ def test_clu_sink_into_async_summary_writer(tmp_path: Path) -> None:
 
     writer = metric_writers.AsyncWriter(metric_writers.SummaryWriter(str(tmp_path)))
     sink = CluSink(writer)
-    info = run_info()
-    sink.open(info)
-    sink.write_config(info.config)
-    for batch in batches(CONFIG, 0, N):
-        sink.write_scalars(batch)
-    sink.write_events(events(CONFIG, N))
+    write_run(sink, stop=N)
     sink.close()
 
     acc = accumulator(tmp_path)
@@ -143,14 +139,8 @@ def test_sink_metric_writer_over_wandb_sink(wandb_env: Path) -> None:
 def test_monitor_with_memory_and_clu_sinks(tmp_path: Path) -> None:
     from clu import metric_writers
 
-    memory = lrmon.MemorySink()
-    schedule = lrmon.WarmupCosineSchedule(base_lr=1e-3, warmup_steps=30, total_steps=250, warmup_start_lr=1e-5,
-                                          eta_min=1e-6)
     clu_sink = CluSink(metric_writers.AsyncWriter(metric_writers.SummaryWriter(str(tmp_path))))
-    monitor = lrmon.LRMonitor(schedule, sinks=[memory, clu_sink], log_every=2, flush_every=50)
-    for t in range(N):
-        monitor.step(loss=float(np.exp(-t / 100)))
-    monitor.close()
+    memory = monitored_run(clu_sink, N, log_every=2, flush_every=50)
     acc = accumulator(tmp_path)
     for tag in ("lr", "loss", "lrmon/phase"):
         mem_steps, mem_values = zip(*memory.scalars[tag])

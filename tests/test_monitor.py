@@ -70,6 +70,15 @@ def optax_applied_lrs(schedule: WarmupCosineSchedule, monitor: LRMonitor, steps:
     return np.asarray(jax.device_get(applied), np.float64)
 
 
+def braintools_probe(schedule: WarmupCosineSchedule):
+    """A weight and a braintools SGD bound to ``schedule``: reset the weight to 0 and update with gradient 1, and the
+    weight is then exactly minus the LR the optimizer applied."""
+    weight = brainstate.ParamState(jnp.zeros(()))
+    optimizer = braintools.optim.SGD(lr=schedule)
+    optimizer.register_trainable_weights({"w": weight})
+    return weight, optimizer
+
+
 def host_path_records(config: tuple, log_every: int) -> MemorySink:
     """What the host path (``optax_applied_lrs`` with ``monitor.step``) records for a ``CONFIGS`` entry."""
     base, warmup, total, start, floor, steps = config
@@ -106,9 +115,7 @@ def test_host_path_logs_the_lr_optax_applied_and_each_event_once(config, log_eve
 def test_host_path_with_braintools_optimizer_logs_the_applied_lr(config):
     base, warmup, total, start, floor, steps = config
     schedule = WarmupCosineSchedule(base, warmup, total, start, floor)
-    weight = brainstate.ParamState(jnp.zeros(()))
-    optimizer = braintools.optim.SGD(lr=schedule)
-    optimizer.register_trainable_weights({"w": weight})
+    weight, optimizer = braintools_probe(schedule)
 
     @brainstate.transform.jit
     def train_step():
@@ -170,9 +177,7 @@ def test_in_graph_scan_matches_the_host_path(config, log_every):
 def test_in_graph_brainstate_for_loop_steps_the_schedule(config):
     base, warmup, total, start, floor, steps = config
     schedule = WarmupCosineSchedule(base, warmup, total, start, floor)
-    weight = brainstate.ParamState(jnp.zeros(()))
-    optimizer = braintools.optim.SGD(lr=schedule)
-    optimizer.register_trainable_weights({"w": weight})
+    weight, optimizer = braintools_probe(schedule)
     sink = MemorySink()
     monitor = LRMonitor(schedule, [sink], graph_capacity=16)
     monitor.init_graph_state(["loss"])

@@ -16,18 +16,12 @@ import pytest
 import lrmon
 from lrmon.integrations.tensorboard import STATE_FILE_NAME, TensorBoardSink, read_config, read_layout
 
-from _trackers import CONFIG, TWO_GROUPS, accumulator, batches, call_with_timeout, curve, events, run_info, texts
+from _trackers import (
+    CONFIG, TWO_GROUPS, accumulator, batches, call_with_timeout, curve, events, monitored_run, run_info, texts,
+    write_run,
+)
 
 N = 300
-
-
-def write_run(sink: TensorBoardSink, config: lrmon.CurveConfig = CONFIG, start: int = 0, stop: int = N) -> None:
-    info = run_info(config, start_step=start)
-    sink.open(info)
-    sink.write_config(info.config)
-    for batch in batches(config, start, stop):
-        sink.write_scalars(batch)
-    sink.write_events([e for e in events(config, stop) if e.step >= start])
 
 
 def scalars(acc, tag: str) -> tuple[np.ndarray, np.ndarray]:
@@ -193,13 +187,7 @@ def test_full_disk_raises_within_bounded_time(tmp_path: Path, users_writer: bool
 
 
 def test_monitor_with_memory_and_tensorboard_sinks(tmp_path: Path) -> None:
-    memory = lrmon.MemorySink()
-    schedule = lrmon.WarmupCosineSchedule(base_lr=1e-3, warmup_steps=30, total_steps=250, warmup_start_lr=1e-5,
-                                          eta_min=1e-6)
-    monitor = lrmon.LRMonitor(schedule, sinks=[memory, TensorBoardSink(tmp_path)], log_every=1, flush_every=64)
-    for t in range(N):
-        monitor.step(loss=float(np.exp(-t / 100)))
-    monitor.close()
+    memory = monitored_run(TensorBoardSink(tmp_path), N, log_every=1, flush_every=64)
     acc = accumulator(tmp_path)
     for tag in ("lr", "loss", "lrmon/phase"):
         mem_steps, mem_values = zip(*memory.scalars[tag])

@@ -16,7 +16,9 @@ import lrmon
 from lrmon.integrations.wandb import STEP_METRIC, WandbSink, read_offline_run
 from lrmon.state import read_state
 
-from _trackers import CONFIG, TWO_GROUPS, batches, call_with_timeout, child_pids, curve, events, run_info, wandb_env
+from _trackers import (
+    CONFIG, TWO_GROUPS, batches, call_with_timeout, child_pids, curve, events, monitored_run, run_info, wandb_env, write_run,
+)
 
 N = 300
 __all__ = ["wandb_env"]  # the fixture, imported for pytest
@@ -33,12 +35,7 @@ def rows_by_step(history: list[dict], key: str) -> dict[int, list[float]]:
 
 def test_sink_interface_read_back(wandb_env: Path, tmp_path: Path) -> None:
     sink = WandbSink(dir=wandb_env, project="lrmon-tests")
-    info = run_info()
-    sink.open(info)
-    sink.write_config(info.config)
-    for batch in batches(CONFIG, 0, N):
-        sink.write_scalars(batch)
-    sink.write_events(events(CONFIG, N))
+    write_run(sink, stop=N)
     state = tmp_path / "state.json"
     state.write_text(json.dumps({"step": N - 1, "config": CONFIG.to_dict()}))
     sink.save_state(state, N - 1)
@@ -60,7 +57,7 @@ def test_sink_interface_read_back(wandb_env: Path, tmp_path: Path) -> None:
     for event in events(CONFIG, N):
         assert rows_by_step(run["history"], f"lrmon/event/{event.kind}") == {event.step: [1]}
         assert run["summary"][f"lrmon/events/{event.kind}"] == event.step
-    assert run["config"]["lrmon"] == json.loads(json.dumps(info.config))
+    assert run["config"]["lrmon"] == json.loads(json.dumps(run_info().config))
     metrics = {m.get("name") or m.get("glob_name"): m for m in run["metrics"]}
     assert metrics["*"]["step_metric"] == STEP_METRIC and STEP_METRIC in metrics
 
@@ -140,20 +137,13 @@ def test_no_io_on_other_processes_and_in_constructor(wandb_env: Path, tmp_path: 
 
 
 def test_monitor_with_memory_and_wandb_sinks(wandb_env: Path, tmp_path: Path) -> None:
-    memory = lrmon.MemorySink()
-    schedule = lrmon.WarmupCosineSchedule(base_lr=1e-3, warmup_steps=30, total_steps=250, warmup_start_lr=1e-5,
-                                          eta_min=1e-6)
     sink = WandbSink(dir=wandb_env)
-    monitor = lrmon.LRMonitor(schedule, sinks=[memory, sink], log_every=1, flush_every=64, save_every=100,
-                              state_dir=tmp_path / "state")
-    for t in range(N):
-        monitor.step(loss=float(np.exp(-t / 100)))
-    monitor.close()
+    memory = monitored_run(sink, N, log_every=1, flush_every=64, save_every=100, state_dir=tmp_path / "state")
     run = read_offline_run(sink.identity()["wandb_run_dir"])
     saved = sorted(a["metadata"]["step"] for a in run["artifacts"] if a["type"] == "lr-schedule-state")
     assert saved == [step for step, _ in memory.saved_states] and saved[-1] == N
     state = read_state(sink.artifact_dir)  # what resume_from= reads offline
-    assert state.step == N and state.config == monitor.config
+    assert state.step == N and state.config == CONFIG
     assert state.trackers.get("wandb_run_id") == run["run_id"]  # identity() went into the state
     for tag in ("lr", "loss", "lrmon/phase"):
         got = rows_by_step(run["history"], tag)
