@@ -7,7 +7,7 @@ error; every other sink keeps receiving every record.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from lrmon.sinks import Sink
 
@@ -22,6 +22,10 @@ class SinkSet:
     """The monitor's sinks, each called through a guard; ``active`` lists the ones still enabled."""
 
     def __init__(self, sinks: Sequence[Sink]) -> None:
+        if isinstance(sinks, Sink):
+            raise TypeError(f"sinks must be a list of sinks, got one {sinks.name}: pass sinks=[{sinks.name}(...)]")
+        if isinstance(sinks, (str, bytes)) or not isinstance(sinks, Iterable):
+            raise TypeError(f"sinks must be a list of lrmon.Sink objects, got {type(sinks).__name__}")
         for index, sink in enumerate(sinks):
             if not isinstance(sink, Sink):
                 raise TypeError(f"sinks[{index}] must be an lrmon.sinks.Sink, got {type(sink).__name__}")

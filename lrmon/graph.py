@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["GraphBuffer", "empty_buffer", "record", "HostReceiver"]
+__all__ = ["GraphBuffer", "empty_buffer", "record", "check_consecutive", "HostReceiver"]
 
 #: ``receiver(steps, rows, count, last_step)``: the first ``count`` rows are valid; ``last_step`` is the latest
 #: train step seen in the graph (logged or not).
@@ -30,16 +30,29 @@ class GraphBuffer(NamedTuple):
     rows: jax.Array  # float32 [capacity, width]
     count: jax.Array  # int32 []: valid rows
     last_step: jax.Array  # int32 []: latest step seen, -1 before any
+    skipped_to: jax.Array  # int32 []: first step that did not follow ``last_step`` (see ``check_consecutive``), or -1
 
 
-def empty_buffer(capacity: int, width: int) -> GraphBuffer:
-    """A buffer with no records."""
+def empty_buffer(capacity: int, width: int, last_step: int = -1) -> GraphBuffer:
+    """A buffer with no records; ``last_step`` is the step before the first one expected."""
     return GraphBuffer(
         steps=jnp.zeros((capacity,), jnp.int32),
         rows=jnp.zeros((capacity, width), jnp.float32),
         count=jnp.zeros((), jnp.int32),
-        last_step=jnp.full((), -1, jnp.int32),
+        last_step=jnp.full((), last_step, jnp.int32),
+        skipped_to=jnp.full((), -1, jnp.int32),
     )
+
+
+def check_consecutive(buffer: GraphBuffer, step: jax.Array) -> GraphBuffer:
+    """Note in the buffer the first ``step`` that is not ``buffer.last_step + 1`` (traceable; no host work).
+
+    For a recorder that steps the schedule itself: a gap means something else stepped it too. The host reads
+    ``skipped_to`` when the buffer is drained.
+    """
+    step = jnp.asarray(step, jnp.int32)
+    first_gap = (buffer.skipped_to < 0) & (step != buffer.last_step + 1)
+    return buffer._replace(skipped_to=jnp.where(first_gap, step, buffer.skipped_to))
 
 
 def record(buffer: GraphBuffer, step: jax.Array, values: jax.Array, log_every: int,
@@ -60,4 +73,4 @@ def record(buffer: GraphBuffer, step: jax.Array, values: jax.Array, log_every: i
         return operands[2]
 
     count = lax.cond(full, send, keep, (steps, rows, count, step))
-    return GraphBuffer(steps, rows, count, jnp.maximum(buffer.last_step, step))
+    return GraphBuffer(steps, rows, count, jnp.maximum(buffer.last_step, step), buffer.skipped_to)

@@ -35,7 +35,7 @@ from lrmon._validation import check_step_count
 from lrmon.curve import CurveConfig
 from lrmon.dispatch import SinkSet
 from lrmon.fetch import PendingScalars
-from lrmon.graph import GraphBuffer, empty_buffer, record
+from lrmon.graph import GraphBuffer, check_consecutive, empty_buffer, record
 from lrmon.schedule import ConfigMismatchError
 from lrmon.state import STATE_FILE_NAME, MonitorState, read_state, write_state_file
 from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer
@@ -121,6 +121,8 @@ class LRMonitor:
         self._graph_state: brainstate.State | None = None
         self._in_flight: _PendingBatch | None = None
         self._closed = False
+        self._entered = False
+        self._misuse: str | None = None  # a misuse seen while draining the in-graph buffer, raised once written
         self.save_every = None if save_every is None else check_step_count("save_every", save_every, minimum=1)
         self._state_dir = Path(state_dir) if state_dir is not None else None
         self._private_state_dir: Path | None = None
@@ -154,6 +156,8 @@ class LRMonitor:
 
         Metric values are scalars: Python numbers, or 0-d / one-element device arrays (read in batches, never here).
         """
+        if self._closed:
+            self._refuse_closed("step")
         t = self._step
         driven = drives_an_optimizer(self.schedule)
         if t % self.log_every == 0:
@@ -171,9 +175,12 @@ class LRMonitor:
 
     def flush(self) -> None:
         """Write every buffered record and due event to the sinks now, and make the sinks flush (durable)."""
+        if self._closed:
+            self._refuse_closed("flush")
         self._write_due()
         if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
             self._sinks.call("flush")
+        self._raise_misuse()
 
     def _write_due(self, *, complete: bool = True) -> None:
         """Write buffered records, due events and a due state save (the sinks' own flush is not called).
@@ -190,21 +197,46 @@ class LRMonitor:
             self._flush_at = self._next_flush_step()
 
     def close(self) -> None:
-        """Flush everything, then close every sink. Safe to call twice."""
+        """Flush everything, save the state, then close every sink. Safe to call twice.
+
+        After ``close()`` the monitor refuses to record (``RuntimeError``): its sinks are finished.
+        """
         if self._closed:
             return
-        self.save_state()
-        if self._writes:
-            self._sinks.call("close")
-        if self._private_state_dir is not None:
-            shutil.rmtree(self._private_state_dir, ignore_errors=True)
-        self._closed = True
+        try:
+            self._save_state()
+        finally:
+            self._closed = True
+            if self._writes:
+                self._sinks.call("close")
+            if self._private_state_dir is not None:
+                shutil.rmtree(self._private_state_dir, ignore_errors=True)
+        self._raise_misuse()
 
     def __enter__(self) -> "LRMonitor":
+        if self._closed:
+            self._refuse_closed("with")
+        if self._entered:
+            raise RuntimeError("LRMonitor: already inside a `with monitor:` block; the inner block's exit would "
+                               "close the monitor under the outer one. Enter it once.")
+        self._entered = True
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+    def _refuse_closed(self, verb: str) -> None:
+        what = "`with monitor:`" if verb == "with" else f"monitor.{verb}()"
+        raise RuntimeError(
+            f"LRMonitor: {what} after close(): the monitor is closed and its sinks are finished, so these records "
+            "would be lost. Create a new LRMonitor (resume_from= its state to continue the run)."
+        )
+
+    def _raise_misuse(self) -> None:
+        """Raise, once, a misuse found while draining the in-graph buffer (its records were written first)."""
+        misuse, self._misuse = self._misuse, None
+        if misuse is not None:
+            raise RuntimeError(misuse)
 
     # -- in-graph path ---------------------------------------------------------------------------------------
     def graph_buffer(self, metric_names: Sequence[str] = ()) -> GraphBuffer:
@@ -224,11 +256,24 @@ class LRMonitor:
 
     def graph_drain(self, buffer: GraphBuffer) -> None:
         """Send the rows left in ``buffer`` to the sinks and advance the step count past its last step."""
-        steps, rows, count, last_step = jax.device_get(tuple(buffer))
+        if self._closed:
+            self._refuse_closed("graph_drain")
+        self._drain(buffer)
+        self._raise_misuse()
+
+    def _drain(self, buffer: GraphBuffer) -> None:
+        steps, rows, count, last_step, skipped_to = jax.device_get(tuple(buffer))
         if np.ndim(count):  # per-device copies stacked by pmap: identical (replicated carry), keep the first
             first = (0,) * np.ndim(count)
-            steps, rows, count, last_step = steps[first], rows[first], count[first], last_step[first]
+            steps, rows, count, last_step, skipped_to = (
+                steps[first], rows[first], count[first], last_step[first], skipped_to[first])
         self._receive(steps, rows, count, last_step)
+        if skipped_to >= 0 and self._misuse is None:
+            self._misuse = (
+                f"LRMonitor.graph_step(): the schedule reached step {int(skipped_to)} without the step before it being "
+                "recorded: something else stepped the schedule. graph_step() steps it once per train step; do not "
+                "also call schedule.step() yourself. The records made so far were written."
+            )
 
     def record_many(self, steps: Any, **metrics: Any) -> None:
         """Record many finished train steps at once, e.g. the per-step outputs of a ``lax.scan``.
@@ -238,6 +283,8 @@ class LRMonitor:
         the cheapest way to log a compiled loop (no callback inside it): return the rows as scan outputs and hand
         them over after the loop. The step count advances past the last step.
         """
+        if self._closed:
+            self._refuse_closed("record_many")
         steps = np.asarray(jax.device_get(steps), np.int64).reshape(-1)
         values = {name: np.asarray(v, np.float64).reshape(-1) for name, v in jax.device_get(metrics).items()}
         for name, column in values.items():
@@ -262,7 +309,8 @@ class LRMonitor:
 
     def init_graph_state(self, metric_names: Sequence[str] = ()) -> None:
         """Create (outside any transform) the brainstate ``State`` that :meth:`graph_step` writes to."""
-        self._graph_state = brainstate.State(self.graph_buffer(metric_names))
+        buffer = self.graph_buffer(metric_names)._replace(last_step=jnp.full((), self._step - 1, jnp.int32))
+        self._graph_state = brainstate.State(buffer)
 
     def graph_step(self, **metrics: Any) -> None:
         """The brainstate form of :meth:`graph_record`: call once per train step inside ``brainstate.transform``
@@ -274,7 +322,8 @@ class LRMonitor:
             raise ValueError("call monitor.init_graph_state(metric_names) before using graph_step inside a transform")
         step = self.schedule.last_epoch.value
         lrs = jnp.stack([jnp.asarray(lr, jnp.float32) for lr in self.schedule.current_lrs.value])
-        self._graph_state.value = self._record_row(self._graph_state.value, step, lrs, metrics)
+        buffer = check_consecutive(self._graph_state.value, step)
+        self._graph_state.value = self._record_row(buffer, step, lrs, metrics)
         self.schedule.step()
 
     # -- internals -------------------------------------------------------------------------------------------
@@ -292,11 +341,14 @@ class LRMonitor:
             return
         buffer = self._graph_state.value
         self._graph_state.value = empty_buffer(*buffer.rows.shape)._replace(last_step=buffer.last_step)
-        self.graph_drain(buffer)
+        self._drain(buffer)
 
     def _receive_safely(self, steps: np.ndarray, rows: np.ndarray, count: np.ndarray, last_step: np.ndarray) -> None:
         """Host end of the in-graph callback: never lets an exception into the compiled step."""
         try:
+            if self._closed:
+                raise RuntimeError(f"{int(count)} rows arrived after close() and were dropped (close the monitor "
+                                   "after the compiled loop has finished)")
             self._receive(steps, rows, count, last_step)
         except Exception as error:  # noqa: BLE001
             import warnings
@@ -405,6 +457,13 @@ class LRMonitor:
 
         Only process 0 saves (returns ``None`` elsewhere). The file is replaced atomically.
         """
+        if self._closed:
+            self._refuse_closed("save_state")
+        path = self._save_state()
+        self._raise_misuse()
+        return path
+
+    def _save_state(self) -> Path | None:
         self._write_due()  # drains the in-graph buffer before taking the lock (see _write_due)
         self._sync_schedule()
         with self._lock:

@@ -48,7 +48,10 @@ deleted.
 
 :func:`read_state` accepts the state file itself or a directory holding it:
 
-* a TensorBoard logdir: ``lrmon_state.json`` next to the event files;
+* a state directory or a TensorBoard logdir: ``lrmon_state.json`` in it;
+* a W&B run directory (``offline-run-...``): the copy of its latest state artifact in :data:`LOCAL_ARTIFACT_DIR`;
+* a W&B root directory (``wandb/``, or the ``dir=`` given to the W&B sink, holding ``wandb/``): the newest run
+  directory in it whose copy is a valid state (several attempts of one run each leave a directory);
 * a W&B artifact directory (what ``artifact.download()`` returns). The W&B sink logs artifacts of type
   :data:`ARTIFACT_TYPE` (``"lr-schedule-state"``) holding ``lrmon_state.json`` and a marker file
   :data:`ARTIFACT_MARKER_NAME` (``lrmon_artifact.json``, written by :func:`write_artifact_marker`) whose content is
@@ -76,6 +79,7 @@ from lrmon.curve import EVENT_KINDS, CurveConfig
 
 __all__ = [
     "ARTIFACT_MARKER_NAME",
+    "LOCAL_ARTIFACT_DIR",
     "ARTIFACT_TYPE",
     "MAX_JSON_DEPTH",
     "MAX_STATE_BYTES",
@@ -108,6 +112,8 @@ STATE_VERSION = 1
 STATE_FILE_NAME = "lrmon_state.json"
 #: Name of the marker file that identifies a W&B artifact directory holding a state.
 ARTIFACT_MARKER_NAME = "lrmon_artifact.json"
+#: Folder inside a W&B run directory where the W&B sink keeps a copy of its latest state artifact's files.
+LOCAL_ARTIFACT_DIR = "lrmon-artifact"
 #: W&B artifact type of state artifacts (also the ``type`` in the marker file).
 ARTIFACT_TYPE = "lr-schedule-state"
 #: Event kinds a state may record: the schedule's events plus the monitor's ``resume`` and ``thinned``.
@@ -606,7 +612,10 @@ def check_artifact_type(artifact_type: Any, *, source: str = "<artifact>") -> No
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes (at most one more than a state may have); a FIFO, device or socket is refused unopened."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise StateError("not a regular file (a FIFO, device or socket is never read)", str(path))
         with open(path, "rb") as file:
             data = file.read(MAX_STATE_BYTES + 1)
     except OSError as error:
@@ -637,19 +646,50 @@ def read_state(source: str | os.PathLike[str]) -> MonitorState:
     artifact marker names another artifact type, or if the document is invalid. Reading changes nothing.
     """
     path = Path(source)
+    if not _is_dir(path):
+        return decode_state(_read_bytes(path), source=str(path))
+    run_dirs = _wandb_run_dirs(path)
+    if (path / STATE_FILE_NAME).exists() or (path / LOCAL_ARTIFACT_DIR).is_dir() or not run_dirs:
+        return _read_state_dir(_state_dir_of(path))
+    errors = []
+    for run_dir in run_dirs:  # newest first: the latest attempt of the run that saved a state
+        try:
+            return _read_state_dir(_state_dir_of(run_dir))
+        except StateError as error:
+            errors.append(f"{run_dir.name}: {error}")
+    raise StateError(f"no valid state in the W&B runs of {path} ({'; '.join(errors)})", str(path))
+
+
+def _is_dir(path: Path) -> bool:
     try:
-        is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+        return stat.S_ISDIR(os.stat(path).st_mode)
     except FileNotFoundError:
         raise StateError("no such file or directory", str(path)) from None
     except OSError as error:
         raise StateError(f"cannot be read: {error.strerror or error}", str(path)) from error
-    state_path = path
-    if is_dir:
-        _check_marker(path)
-        state_path = path / STATE_FILE_NAME
-        if not os.path.isfile(state_path):
-            raise StateError(f"no {STATE_FILE_NAME} in {path}", str(path))
+
+
+def _state_dir_of(directory: Path) -> Path:
+    """``directory``, or a W&B run directory's :data:`LOCAL_ARTIFACT_DIR` when it has no state of its own."""
+    local = directory / LOCAL_ARTIFACT_DIR
+    return local if not (directory / STATE_FILE_NAME).exists() and local.is_dir() else directory
+
+
+def _read_state_dir(directory: Path) -> MonitorState:
+    _check_marker(directory)
+    state_path = directory / STATE_FILE_NAME
+    if not os.path.lexists(state_path):
+        raise StateError(f"no {STATE_FILE_NAME} in {directory}", str(directory))
     return decode_state(_read_bytes(state_path), source=str(state_path))
+
+
+def _wandb_run_dirs(directory: Path) -> list[Path]:
+    """W&B run directories (``offline-run-<time>-<id>``, ``run-<time>-<id>``) in ``directory`` or in its ``wandb/``,
+    newest first (their names start with the start time)."""
+    found = [run_dir for parent in (directory, directory / "wandb") if parent.is_dir()
+             for run_dir in parent.glob("*run-*") if run_dir.is_dir() and not run_dir.is_symlink()
+             and run_dir.name.split("run-", 1)[0] in ("", "offline-")]
+    return sorted(found, key=lambda run_dir: run_dir.name.split("run-", 1)[1], reverse=True)
 
 
 # -- description ---------------------------------------------------------------------------------------------------

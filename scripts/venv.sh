@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Create (or reuse) ./.venv and install lrmon with the extras given as arguments, e.g. `scripts/venv.sh test`.
-# Sourced by the other scripts; prints nothing when the environment is already up to date.
+# Create (or reuse) a venv and install lrmon (editable) with the extras given as the argument, e.g.
+# `scripts/venv.sh test`. The venv is ./.venv unless LRMON_VENV names another directory.
+# Run by the other scripts; prints nothing when the environment is already up to date.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-extras="${1:-all}"
+extras="${1:-demo}"
+venv="${LRMON_VENV:-$root/.venv}"
 python="${PYTHON:-python3}"
-if [ ! -x "$root/.venv/bin/python" ]; then
-  "$python" -m venv "$root/.venv"
-  "$root/.venv/bin/python" -m pip install -q --upgrade pip
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
 fi
-stamp="$root/.venv/.lrmon-installed-$extras"
+stamp="$venv/.lrmon-installed-$extras"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-  "$root/.venv/bin/python" -m pip install -q -e "$root[$extras]"
+  "$venv/bin/python" -m pip install -q -e "$root[$extras]"
   touch "$stamp"
 fi

@@ -93,12 +93,14 @@ def test_preview_writes_the_schedule_png_and_prints_a_summary(tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert status == 0
     assert_picture(out, 1200, 650)
-    lrs = np.asarray(CurveConfig(1e-3, 100, 1000, 0.0, 1e-5).lr_at(np.asarray([0, 100, 500, 999])))[:, 0]
+    key_steps = [0, 99, 100, 500, 999, 1000]
+    lrs = np.asarray(CurveConfig(1e-3, 100, 1000, 0.0, 1e-5).lr_at(np.asarray(key_steps)))[:, 0]
     assert "warmup    steps 0..99 (100 steps)" in stdout
     assert "cosine    steps 100..999 (900 steps)" in stdout
     assert "past end  steps 1000.. (LR holds 1e-05)" in stdout
-    for label, step, lr in zip(["start", "end of warmup (peak)", "middle", "end (last planned step)"],
-                               [0, 100, 500, 999], lrs):
+    # one vocabulary: the LR lines name the events at their own steps (warmup_end is the last warmup step)
+    for label, step, lr in zip(["warmup_start", "warmup_end", "cosine_start (peak)", "middle", "end", "overrun"],
+                               key_steps, lrs):
         line = next(line for line in stdout.splitlines() if f"{label}, step {step} " in line)
         assert float(line.split()[-1]) == pytest.approx(float(lr), rel=1e-5)
     for kind, step in CurveConfig(1e-3, 100, 1000, 0.0, 1e-5).event_steps().items():
@@ -261,3 +263,38 @@ def test_inspect_of_a_missing_state_is_invalid(tmp_path, capsys):
     assert "no such file" in one_line(capsys.readouterr().err)
     assert main(["inspect", str(tmp_path)]) == 1
     assert "no lrmon_state.json" in one_line(capsys.readouterr().err)
+
+
+def wandb_run_dirs(runs) -> tuple[Path, Path]:
+    """The W&B ``dir=`` of the module's run and its one offline run directory."""
+    root, _, _ = runs["wandb"]
+    (run_dir,) = (root / "wandb").glob("offline-run-*")
+    return root, run_dir
+
+
+@pytest.mark.parametrize("relative", ["wandb/latest-run", "offline-run", "wandb"])
+def test_plot_of_a_relative_wandb_path(runs, tmp_path, monkeypatch, capsys, relative):
+    root, run_dir = wandb_run_dirs(runs)
+    monkeypatch.chdir(root)  # `wandb leet inspect` runs in a temporary cwd: the path must not stay relative
+    path = run_dir.relative_to(root) if relative == "offline-run" else Path(relative)
+    assert main(["plot", str(path), "--out", str(tmp_path / "rel.png")]) == 0, capsys.readouterr().err
+    assert f"1 LR series ({RUN_STEPS} points)" in capsys.readouterr().out
+    assert_picture(tmp_path / "rel.png", 1400, 800)
+
+
+@pytest.mark.parametrize("which", ["run dir", "wandb root", "sink dir"])
+def test_inspect_finds_the_state_artifact_in_a_wandb_run_or_root_directory(runs, capsys, which):
+    root, run_dir = wandb_run_dirs(runs)
+    path = {"run dir": run_dir, "wandb root": root / "wandb", "sink dir": root}[which]
+    assert main(["inspect", str(path)]) == 0, capsys.readouterr().err
+    stdout = capsys.readouterr().out
+    assert f"{RUN_STEPS} (past the end" in stdout and "valid: yes" in stdout
+
+
+def test_inspect_refuses_a_fifo_without_opening_it(tmp_path, capsys):
+    fifo = tmp_path / "lrmon_state.json"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    assert main(["inspect", str(fifo)]) == 1
+    assert "not a regular file" in one_line(capsys.readouterr().err)
+    assert main(["inspect", str(tmp_path)]) == 1
+    assert "not a regular file" in one_line(capsys.readouterr().err)
