@@ -6,10 +6,12 @@ error; every other sink keeps receiving every record.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any, Iterable, Sequence
 
 from lrmon.sinks import Sink
+from lrmon.state import StateError
 
 __all__ = ["SinkFailedWarning", "SinkSet"]
 
@@ -39,13 +41,32 @@ class SinkSet:
         """
         results = []
         for sink in list(self.active):
-            try:
-                results.append(getattr(sink, method)(*args))
-            except Exception as error:  # noqa: BLE001 - any tracker error must not stop training
-                self.active.remove(sink)
-                self.failed[sink.name] = error
-                self.report_failure(sink, method, error)
+            ok, result = self.call_one(sink, method, *args)
+            if ok:
+                results.append(result)
         return results
+
+    def call_one(self, sink: Sink, method: str, *args: Any) -> tuple[bool, Any]:
+        """Call ``sink.<method>(*args)`` if the sink is active: ``(succeeded, result)``; a sink that raises is
+        disabled, with one warning naming it.
+
+        A :class:`~lrmon.state.StateError` raised by ``open`` is the exception: it says the resume cannot be right
+        (e.g. the state names another run than the sink's), which must stop the monitor's construction.
+        """
+        if sink not in self.active:
+            return False, None
+        try:
+            return True, getattr(sink, method)(*args)
+        except StateError:
+            if method == "open":
+                raise
+            error = sys.exc_info()[1]
+        except Exception as caught:  # noqa: BLE001 - any tracker error must not stop training
+            error = caught
+        self.active.remove(sink)
+        self.failed[sink.name] = error
+        self.report_failure(sink, method, error)
+        return False, None
 
     def report_failure(self, sink: Sink, method: str, error: Exception) -> None:
         """Say that ``sink`` failed in ``method`` and was disabled: one ``SinkFailedWarning``."""
@@ -57,7 +78,7 @@ class SinkSet:
         )
 
     def identities(self) -> dict[str, Any]:
-        """Merged ``identity()`` of the active sinks."""
+        """Merged ``identity()`` of the active sinks (what a sink wrapping several, e.g. ``ProcessSink``, reports)."""
         merged: dict[str, Any] = {}
         for identity in self.call("identity"):
             merged.update(identity)

@@ -19,10 +19,10 @@ The LR at step :math:`t` is known on the host from the configuration, so events 
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import shutil
-import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -33,11 +33,13 @@ import numpy as np
 
 from lrmon._validation import check_step_count
 from lrmon.curve import CurveConfig
+from lrmon.courier import Courier
 from lrmon.dispatch import SinkSet
 from lrmon.fetch import PendingScalars
 from lrmon.graph import GraphBuffer, check_consecutive, empty_buffer, record
 from lrmon.schedule import ConfigMismatchError
-from lrmon.state import STATE_FILE_NAME, MonitorState, read_state, write_state_file
+from lrmon.saving import StateSaver, sink_keys
+from lrmon.state import MAX_STEP, MonitorState, StateError, read_state, state_from_dict, state_to_dict
 from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer
 from lrmon.sinks import Event, RunInfo, Series, Sink
 
@@ -48,6 +50,8 @@ PHASE_TAG = "lrmon/phase"
 #: ``resume_from="wandb-artifact:entity/project/lrmon-state-<run id>:latest"`` downloads that artifact (online).
 WANDB_ARTIFACT_PREFIX = "wandb-artifact:"
 
+#: Seconds ``close()`` waits for the sinks to finish what is queued before giving up on them.
+_CLOSE_TIMEOUT_S = 300.0
 #: Device scalars fetched per compiled stacking call. The call takes one argument per scalar and compiles once per
 #: size; compiling it grows faster than linearly with that size (4096 arguments: ~9 s, 16384: >2 min on a 2-core
 #: CPU), so a large ``flush_every`` is fetched in chunks of this many.
@@ -69,13 +73,22 @@ class LRMonitor:
       state_dir: directory of the local state file ``lrmon_state.json`` (default: a private temporary directory,
         removed at :meth:`close`; every sink also stores the state with its tracker: W&B artifact, TensorBoard
         logdir).
-      resume_from: a state file, a TensorBoard logdir, a W&B artifact directory, a W&B artifact reference
-        ``"wandb-artifact:entity/project/lrmon-state-<run id>:latest"`` (downloaded; needs W&B online), or a
-        :class:`~lrmon.state.MonitorState`: the schedule jumps to the saved step, events already emitted are not
-        emitted again, a ``resume`` event marks the step, and sinks are opened at that step (TensorBoard purges
-        what the interrupted run wrote from there on).
+      resume_from: a state file, a state directory, a TensorBoard logdir, a W&B run directory or root directory
+        (the newest valid state artifact copy in it), a W&B artifact directory, a W&B artifact reference
+        ``"wandb-artifact:entity/project/lrmon-state-<run id>:latest"`` (downloaded; needs W&B online), a
+        :class:`~lrmon.state.MonitorState`, or the dict of :meth:`state_dict` (e.g. restored by orbax). The run
+        continues at ``resume_step``: events at earlier steps are not emitted again, a ``resume`` event marks the
+        step, and sinks continue there (TensorBoard purges what the interrupted run wrote from there on; W&B
+        continues the same run and skips the steps it already holds).
+      resume_step: the step the model was restored at (e.g. ``int(opt_state.count)``), before or after the saved
+        step; default: the saved step. The LR and the events are a function of the configuration and the step, so
+        any step resumes exactly.
       allow_config_change: resume even if the saved schedule configuration differs from ``schedule``'s (the
         schedule keeps its own configuration); otherwise :class:`~lrmon.ConfigMismatchError` names the fields.
+
+    A schedule at ``last_epoch=N`` with no ``resume_from`` starts at step ``N`` and emits no event of an earlier
+    step. State saves run off the training thread (:mod:`lrmon.saving`: the resume invariant); a tracker or disk
+    fault never stops training, and :meth:`close` never raises because of one.
 
     Records are written only on JAX process 0; other processes keep counting steps and do no tracker I/O.
     """
@@ -90,7 +103,8 @@ class LRMonitor:
         graph_capacity: int = 1024,
         save_every: int | None = None,
         state_dir: str | os.PathLike[str] | None = None,
-        resume_from: str | os.PathLike[str] | MonitorState | None = None,
+        resume_from: str | os.PathLike[str] | MonitorState | Mapping[str, Any] | None = None,
+        resume_step: int | None = None,
         allow_config_change: bool = False,
     ) -> None:
         self.schedule = schedule
@@ -99,6 +113,7 @@ class LRMonitor:
         self.flush_every = check_step_count("flush_every", flush_every, minimum=1)
         self.graph_capacity = check_step_count("graph_capacity", graph_capacity, minimum=1)
         self._sinks = SinkSet(sinks)
+        self._courier = Courier(self._sinks)
         self._writes = jax.process_index() == 0
         groups = self.config.num_groups
         self.lr_tags: tuple[str, ...] = ("lr",) if groups == 1 else tuple(f"lr/pg{g}" for g in range(groups))
@@ -110,8 +125,9 @@ class LRMonitor:
         self._last_logged_step: int | None = None
         self._emitted: dict[str, int] = {}
         self._emission_log: list[tuple[str, int]] = []
-        self._last_save_step = self._step
-        self._last_saved: tuple[int, Path] | None = None
+        self._events_below = self._step  # every event at a step below this was emitted, or is before the run
+        self._last_save_step = self._step  # the save cadence counts from here
+        self._saved_step: int | None = None  # step of the last save handed to the saver
         self._pending_steps: list[int] = []
         self._pending_metrics: list[Mapping[str, Any]] = []
         self._pending_lrs: list[Any] = []
@@ -124,14 +140,15 @@ class LRMonitor:
         self._entered = False
         self._misuse: str | None = None  # a misuse seen while draining the in-graph buffer, raised once written
         self.save_every = None if save_every is None else check_step_count("save_every", save_every, minimum=1)
-        self._state_dir = Path(state_dir) if state_dir is not None else None
-        self._private_state_dir: Path | None = None
-        self._resume_note: str | None = None
-        if resume_from is not None:
-            self._restore(resume_from, allow_config_change)
+        if resume_step is not None and resume_from is None:
+            raise ValueError("resume_step needs resume_from (the state to resume); to start a fresh run at step N, "
+                             "build the schedule with last_epoch=N")
+        previous = self._restore(resume_from, resume_step, allow_config_change) if resume_from is not None else None
+        self._saver = StateSaver(self._courier, list(sinks), None if state_dir is None else Path(state_dir),
+                                 previous.trackers if previous is not None else None)
         self._flush_at = self._next_flush_step()
-        self._open_sinks(resumed=resume_from is not None)
-        if self._resume_note is not None:
+        self._open_sinks(resumed=previous is not None)
+        if previous is not None:
             self._emit([(self._step, "resume")], detail_suffix=self._resume_note)
 
     # -- public properties -----------------------------------------------------------------------------------
@@ -179,7 +196,8 @@ class LRMonitor:
             self._refuse_closed("flush")
         self._write_due()
         if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
-            self._sinks.call("flush")
+            self._courier.call("flush")
+            self._courier.wait()
         self._raise_misuse()
 
     def _write_due(self, *, complete: bool = True) -> None:
@@ -191,8 +209,10 @@ class LRMonitor:
         # asynchronous, and the computation producing the buffer may be waiting for this lock in a host callback.
         self._drain_graph_state()
         with self._lock:
-            self._send_pending(complete=complete or self._save_due())
-            self._emit_due_events(self._step)
+            complete = complete or self._save_due() or self._event_due()
+            self._send_pending(complete=complete)
+            # an event follows the rows of its step: rows still being gathered hold its event back
+            self._emit_due_events(self._step if complete else min(self._step, self._ingested_upto))
             self._save_if_due()
             self._flush_at = self._next_flush_step()
 
@@ -208,9 +228,11 @@ class LRMonitor:
         finally:
             self._closed = True
             if self._writes:
-                self._sinks.call("close")
-            if self._private_state_dir is not None:
-                shutil.rmtree(self._private_state_dir, ignore_errors=True)
+                self._courier.call("close")
+                if not self._courier.stop(timeout=_CLOSE_TIMEOUT_S):
+                    warnings.warn(f"lrmon: the sinks did not finish within {_CLOSE_TIMEOUT_S:g} s of close(); "
+                                  "giving up on them (training is not affected)", RuntimeWarning, stacklevel=2)
+            self._saver.close()
         self._raise_misuse()
 
     def __enter__(self) -> "LRMonitor":
@@ -423,12 +445,19 @@ class LRMonitor:
         self._ingested_upto = int(steps[-1]) + 1
         self._last_logged_step = int(steps[-1])
         if self._writes:
-            self._sinks.call("write_scalars", batch)
+            self._courier.call("write_scalars", batch)
 
     def _emit_due_events(self, completed: int) -> None:
-        """Emit, once each, the schedule events at steps below ``completed``."""
+        """Emit the schedule events at steps below ``completed`` not emitted yet (each once: steps only advance)."""
+        if completed <= self._events_below:
+            return
         self._emit(sorted((step, kind) for kind, step in self.config.event_steps().items()
-                          if step < completed and kind not in self._emitted))
+                          if self._events_below <= step < completed))
+        self._events_below = completed
+
+    def _event_due(self) -> bool:
+        """An event of a step already trained is waiting for its rows (flushes right after an event step)."""
+        return any(self._events_below <= step < self._step for step in self.config.event_steps().values())
 
     def _emit(self, due: Sequence[tuple[int, str]], detail_suffix: str = "") -> None:
         if not due:
@@ -440,36 +469,46 @@ class LRMonitor:
             self._emitted[event.kind] = event.step
             self._emission_log.append((event.kind, event.step))
         if self._writes:
-            self._sinks.call("write_events", events)
+            self._courier.call("write_events", events)
 
     def _next_flush_step(self) -> int:
         """The step count at which the host path flushes next: after ``flush_every`` logged steps, an event, or
         when a state save is due."""
-        upcoming = [step + 1 for kind, step in self.config.event_steps().items()
-                    if kind not in self._emitted and step >= self._step]
+        first = max(self._step, self._events_below)
+        upcoming = [step + 1 for step in self.config.event_steps().values() if step >= first]
         if self.save_every is not None:
             upcoming.append(self._next_save_step())
         return min([self._step + self.flush_every * self.log_every] + upcoming)
 
     # -- state -----------------------------------------------------------------------------------------------
     def save_state(self) -> Path | None:
-        """Flush, then save the state (local file, and every sink's tracker); returns the local file's path.
+        """Flush, then save the state (local file, and every sink's tracker) and wait for it; returns the local
+        file's path (``None`` if it could not be written anywhere, and on processes other than 0).
 
-        Only process 0 saves (returns ``None`` elsewhere). The file is replaced atomically.
+        The periodic saves of ``save_every`` do not wait: they run off the training thread.
         """
         if self._closed:
             self._refuse_closed("save_state")
-        path = self._save_state()
+        self._save_state()
+        self._courier.wait()
         self._raise_misuse()
-        return path
+        last = self._saver.last
+        return last[1] if self._writes and last is not None and last[0] == self._step else None
 
-    def _save_state(self) -> Path | None:
+    def state_dict(self) -> dict[str, Any]:
+        """The monitor's state now, as the JSON-ready dict a state file holds (without its checksum), on every
+        process: store it with the model's checkpoint (e.g. orbax, :mod:`lrmon.integrations.orbax`) and pass it
+        back as ``resume_from=``. Records are flushed first; ``trackers`` is what the last save found durable."""
+        self._write_due()
+        with self._lock:
+            return state_to_dict(self._snapshot())
+
+    def _save_state(self) -> None:
         self._write_due()  # drains the in-graph buffer before taking the lock (see _write_due)
         self._sync_schedule()
         with self._lock:
-            if self._last_saved is not None and self._last_saved[0] == self._step:
-                return self._last_saved[1]  # _write_due() just saved this very step
-            return self._save_flushed_state()
+            if self._saved_step != self._step:
+                self._save_flushed_state()
 
     def _save_due(self) -> bool:
         return self.save_every is not None and self._step >= self._next_save_step()
@@ -490,46 +529,55 @@ class LRMonitor:
         if not drives_an_optimizer(self.schedule) and self._graph_state is None:
             self.schedule.step(self._step)
 
-    def _save_flushed_state(self) -> Path | None:
-        self._last_save_step = self._step
-        if not self._writes:
-            return None
-        if self._state_dir is None:  # a private directory, removed at close (the trackers keep their copies)
-            self._state_dir = self._private_state_dir = Path(tempfile.mkdtemp(prefix="lrmon-state-"))
-        state = MonitorState(
+    def _save_flushed_state(self) -> None:
+        """Hand the state of this step to the saver (it runs on the courier, after the records sent so far)."""
+        self._last_save_step = self._saved_step = self._step
+        if self._writes:
+            self._saver.save(self._snapshot())
+
+    def _snapshot(self) -> MonitorState:
+        return MonitorState(
             schedule_class=type(self.schedule).__name__,
             config=self.config,
             step=self._step,
             emitted_events=tuple(self._emission_log),
             last_logged_step=self._last_logged_step,
-            trackers=self._sinks.identities(),
+            trackers=self._saver.trackers,
             monitor_config={"log_every": self.log_every, "save_every": self.save_every},
         )
-        self._state_dir.mkdir(parents=True, exist_ok=True)
-        path = write_state_file(self._state_dir / STATE_FILE_NAME, state)
-        self._sinks.call("flush")  # the records up to the saved step are durable before the state names it
-        self._sinks.call("save_state", path, self._step)
-        self._last_saved = (self._step, path)
-        return path
 
-    def _restore(self, source: str | os.PathLike[str] | MonitorState, allow_config_change: bool) -> None:
-        """Continue from a saved state (nothing changes if it cannot be read or does not match)."""
+    def _restore(self, source: Any, resume_step: int | None, allow_config_change: bool) -> MonitorState:
+        """Continue from a saved state at ``resume_step`` (default: its step); returns the state.
+
+        Nothing changes if the state cannot be read or does not match (``StateError``, ``ConfigMismatchError``).
+        """
         if isinstance(source, str) and source.startswith(WANDB_ARTIFACT_PREFIX):
             from lrmon.integrations.wandb import download_state_artifact  # imports wandb: only when asked for
 
             source = download_state_artifact(source[len(WANDB_ARTIFACT_PREFIX):])
-        state = source if isinstance(source, MonitorState) else read_state(source)
+        if isinstance(source, MonitorState):
+            state, origin = source, "a MonitorState"
+        elif isinstance(source, Mapping):
+            state, origin = state_from_dict(source, source="the state dict"), "a state dict"
+        else:
+            state, origin = read_state(source), os.fspath(source)
         differing = state.config.differing_fields(self.config)
         if differing and not allow_config_change:
             raise ConfigMismatchError(differing, state.config, self.config)
-        self.schedule.step(state.step)
-        self._step = self._start_step = self._ingested_upto = self._last_save_step = state.step
-        self._last_logged_step = state.last_logged_step
-        self._emission_log = list(state.emitted_events)
-        self._emitted = {kind: step for kind, step in state.emitted_events}
-        origin = "a MonitorState" if isinstance(source, MonitorState) else os.fspath(source)
+        step = state.step if resume_step is None else resume_step
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 0 <= step <= MAX_STEP:
+            raise StateError(f"resume_step must be an integer in [0, {MAX_STEP}] (steps the schedule can "
+                             f"evaluate), got {step!r}", origin)
+        step = int(step)
+        self.schedule.step(step)
+        self._step = self._start_step = self._ingested_upto = self._last_save_step = self._events_below = step
+        self._last_logged_step = None if state.last_logged_step is None else min(state.last_logged_step, step - 1)
+        self._emission_log = [(kind, at) for kind, at in state.emitted_events if at < step]
+        self._emitted = dict(self._emission_log)
         changed = f"; configuration changed in {differing}" if differing else ""
-        self._resume_note = f", resumed from {origin}{changed}"
+        saved = f" (state saved at step {state.step})" if step != state.step else ""
+        self._resume_note = f", resumed from {origin}{saved}{changed}"
+        return state
 
     def _step_driven_schedule(self, t: int) -> None:
         value = self.schedule.last_epoch.value
@@ -553,7 +601,9 @@ class LRMonitor:
             return
         config = {"schedule": type(self.schedule).__name__, **self.config.to_dict(), "log_every": self.log_every}
         info = RunInfo(self._start_step, config, self.lr_tags, resumed=resumed, write=True)
-        self._sinks.call("open", info)
+        sinks = list(self._sinks.active)
+        for sink, key in zip(sinks, sink_keys(sinks)):  # each sink learns what it held in the resumed state
+            self._sinks.call_one(sink, "open", dataclasses.replace(info, previous=self._saver.trackers.get(key, {})))
         self._sinks.call("write_config", config)
 
 

@@ -11,11 +11,17 @@ When the child cannot keep up, nothing blocks and nothing grows without bound:
 * if the queue is full anyway, the batch is dropped in the parent.
 
 Either way the sinks receive a ``thinned`` event saying from which step and how. Events, the configuration and
-state saves are never thinned or dropped: they travel through a separate, unbounded queue (they are few) that the
-child serves before scalar batches.
+state saves are never thinned or dropped: they travel through a separate, unbounded queue (they are few). Each
+carries the number of scalar batches sent before it, and the child applies it only once it has applied those
+batches, so the sinks see every call in the order the monitor made it (a state never overtakes its rows).
+
+``flush()`` waits until the child has written and flushed everything sent before it, so the resume invariant
+(:mod:`lrmon.saving`) holds through the child: a state is stored only with records that are durable there. In
+the child, each sink is flushed before it gets a state; one that fails is disabled and gets no newer one.
 
 A sink that fails in the child is disabled there; the parent warns once, naming it (``SinkFailedWarning``).
-If the child dies, the next call raises, and the monitor disables the ``ProcessSink`` with one warning.
+If the child dies, the next call raises (a wait for the child notices within a tenth of a second), and the
+monitor disables the ``ProcessSink`` with one warning.
 The sinks are copied into the child when it starts (at ``open``), so they must be picklable before they are
 opened: a sink built from a path or from arguments is; one wrapping a live object (a ``wandb`` run, a
 ``SummaryWriter``) is not and stays in-process.
@@ -25,8 +31,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import collections
 import queue
 import tempfile
+import time
 import warnings
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
@@ -46,7 +54,8 @@ class ProcessSink(Sink):
     Args:
       sinks: the sinks to run there (picklable: not yet opened).
       max_queued_batches: bound of the queue between the training process and the child.
-      reply_timeout: seconds ``close()`` waits for the child to write what is queued and close the sinks.
+      reply_timeout: seconds ``flush()`` and ``close()`` wait for the child to write what is queued (they return at
+        once, raising, if the child has died).
     """
 
     def __init__(self, sinks: Sequence[Sink], *, max_queued_batches: int = 32, reply_timeout: float = 120.0) -> None:
@@ -65,6 +74,8 @@ class ProcessSink(Sink):
         self._data: Any = None  # bounded: scalar batches
         self._control: Any = None  # unbounded: everything else (rare and small)
         self._outbox: Any = None
+        self._sent = 0  # scalar batches put on the data queue
+        self._flushes = 0
         self._identity: dict[str, Any] = {}
         self._dropped_from: int | None = None
         self._dropped_rows = 0
@@ -98,7 +109,8 @@ class ProcessSink(Sink):
             return
         self._check_child()
         try:
-            self._data.put_nowait(("write_scalars", dict(batch)))
+            self._data.put_nowait(dict(batch))
+            self._sent += 1
         except queue.Full:
             steps = [series.steps for series in batch.values() if len(series.steps)]
             if steps:
@@ -123,8 +135,10 @@ class ProcessSink(Sink):
         return dict(self._identity)
 
     def flush(self) -> None:
-        """Ask the child to flush its sinks (does not wait)."""
-        self._send(("flush",))
+        """Make the child write and flush everything sent so far, and wait for it to confirm."""
+        self._flushes += 1
+        self._send(("flush", self._flushes))
+        self._wait_for("flushed", self._flushes)
 
     def close(self) -> None:
         """Flush and close the sinks in the child, wait for it to finish, and stop it."""
@@ -133,7 +147,7 @@ class ProcessSink(Sink):
         try:
             self._report_drops()
             self._send(("close",))
-            self._wait_for("closed")
+            self._wait_for("closed", None)
             self._process.join(timeout=self._reply_timeout)
         finally:
             self._closed = True
@@ -142,11 +156,11 @@ class ProcessSink(Sink):
 
     # -- internals -------------------------------------------------------------------------------------------
     def _send(self, message: tuple[Any, ...]) -> None:
-        """Send a control message: it overtakes queued scalar batches and never waits for them."""
+        """Send a control message, to be applied after the scalar batches sent before it."""
         if self._closed:
             return
         self._check_child()
-        self._control.put(message)
+        self._control.put((self._sent, *message))
 
     def _report_drops(self) -> None:
         if self._dropped_from is None or self._closed:
@@ -168,14 +182,22 @@ class ProcessSink(Sink):
         if not self._process.is_alive():
             raise RuntimeError(f"{self.name}: the sink process exited (code {self._process.exitcode})")
 
-    def _wait_for(self, kind: str) -> Any:
+    def _wait_for(self, kind: str, token: Any) -> None:
+        """Wait for the child's ``(kind, token)`` answer; raise if the child dies or ``reply_timeout`` passes."""
+        deadline = time.monotonic() + self._reply_timeout
         while True:
             try:
-                message = self._outbox.get(timeout=self._reply_timeout)
+                message = self._outbox.get(timeout=0.1)
             except queue.Empty:
-                raise TimeoutError(f"{self.name}: no {kind!r} answer from the sink process") from None
-            if message[0] == kind:
-                return message[1]
+                if not self._process.is_alive():
+                    raise RuntimeError(f"{self.name}: the sink process exited (code {self._process.exitcode}) "
+                                       f"before answering {kind!r}") from None
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"{self.name}: no {kind!r} answer from the sink process within "
+                                       f"{self._reply_timeout:g} s") from None
+                continue
+            if message[0] == kind and message[1] == token:
+                return
             self._handle(message)
 
     def _handle(self, message: tuple[Any, ...]) -> None:
@@ -213,7 +235,7 @@ class _FailureReportingSinks(SinkSet):
 
 
 def _serve(sinks: Sequence[Sink], data: Any, control: Any, outbox: Any) -> None:
-    """The child process: apply the parent's messages to the sinks until ``close`` (control messages first).
+    """The child process: apply the parent's messages to the sinks, in the parent's order, until ``close``.
 
     It runs at a lower CPU priority than training (``nice`` 10): on a busy machine the trackers yield, fall
     behind and get thinned, instead of slowing the train step.
@@ -221,48 +243,69 @@ def _serve(sinks: Sequence[Sink], data: Any, control: Any, outbox: Any) -> None:
     os.nice(10)
     active = _FailureReportingSinks(sinks, outbox)
     capacity = data._maxsize  # noqa: SLF001 - multiprocessing keeps the bound here
-    stride, reported_stride = 1, 1
+    thinning = _Thinning(capacity)
     state_dir = Path(tempfile.mkdtemp(prefix="lrmon-sinks-"))
+    applied = 0  # scalar batches applied
+    waiting: collections.deque[tuple[Any, ...]] = collections.deque()  # control messages, in order
     while True:
         try:
-            kind, *args = control.get_nowait()
+            while True:
+                waiting.append(control.get_nowait())
         except queue.Empty:
-            try:
-                kind, *args = data.get(timeout=0.05)
-            except queue.Empty:
-                continue
-        if kind == "write_scalars":
-            (batch,) = args
-            backlog = data.qsize()
-            if backlog * 2 >= capacity and stride < _MAX_STRIDE:
-                stride *= 2
-            elif backlog == 0 and stride > 1:
-                stride //= 2
-            first = _first_step(batch)
-            if stride > reported_stride and first is not None:
-                reported_stride = stride
-                detail = (f"scalars thinned to steps that are multiples of {stride} from step {first} on: "
-                          f"the sink process fell {backlog} batches behind training")
-                active.call("write_events", [Event(first, "thinned", (), detail)])
-            active.call("write_scalars", _thin(batch, stride) if stride > 1 else batch)
-        elif kind == "save_state":
-            data_bytes, step = args
-            path = state_dir / f"state-{step}.json"
-            path.write_bytes(data_bytes)
-            active.call("save_state", path, step)
-            os.unlink(path)
-        elif kind == "close":
-            while True:  # write what is still queued (thinned as needed), then close
-                try:
-                    _, batch = data.get_nowait()
-                except queue.Empty:
-                    break
-                active.call("write_scalars", _thin(batch, stride) if stride > 1 else batch)
-            active.call("close")
-            os.rmdir(state_dir)  # empty: each state file is removed once the sinks have stored it
-            outbox.put(("closed", None))
-            return
-        else:
-            active.call(kind, *args)
-            if kind == "open":
-                outbox.put(("identity", active.identities()))
+            pass
+        if waiting and waiting[0][0] <= applied:  # everything sent before it has been applied
+            _, kind, *args = waiting.popleft()
+            if kind == "close":
+                active.call("close")
+                os.rmdir(state_dir)  # empty: each state file is removed once the sinks have stored it
+                outbox.put(("closed", None))
+                return
+            _apply(active, kind, args, state_dir, outbox)
+            continue
+        try:
+            batch = data.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        applied += 1
+        thinning.write(active, batch, data.qsize())
+
+
+def _apply(active: SinkSet, kind: str, args: list[Any], state_dir: Path, outbox: Any) -> None:
+    """Apply one control message in the child."""
+    if kind == "save_state":  # each sink is flushed first: it gets the state only if its records are durable
+        data_bytes, step = args
+        path = state_dir / f"state-{step}.json"
+        path.write_bytes(data_bytes)
+        for sink in list(active.active):
+            if active.call_one(sink, "flush")[0]:
+                active.call_one(sink, "save_state", path, step)
+        os.unlink(path)
+    elif kind == "flush":
+        active.call("flush")
+        outbox.put(("identity", active.identities()))
+        outbox.put(("flushed", args[0]))
+    else:
+        active.call(kind, *args)
+        if kind == "open":
+            outbox.put(("identity", active.identities()))
+
+
+class _Thinning:
+    """The child's scalar thinning: a stride that doubles while the backlog is over half the queue."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.stride = self.reported = 1
+
+    def write(self, active: SinkSet, batch: Mapping[str, Series], backlog: int) -> None:
+        if backlog * 2 >= self.capacity and self.stride < _MAX_STRIDE:
+            self.stride *= 2
+        elif backlog == 0 and self.stride > 1:
+            self.stride //= 2
+        first = _first_step(batch)
+        if self.stride > self.reported and first is not None:
+            self.reported = self.stride
+            detail = (f"scalars thinned to steps that are multiples of {self.stride} from step {first} on: "
+                      f"the sink process fell {backlog} batches behind training")
+            active.call("write_events", [Event(first, "thinned", (), detail)])
+        active.call("write_scalars", _thin(batch, self.stride) if self.stride > 1 else batch)

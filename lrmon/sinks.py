@@ -6,7 +6,8 @@ per-call overhead once per batch, not once per train step. The call order a sink
     open(info)                       # once, before anything else
     write_config(config)             # once, after open
     (write_scalars(batch) | write_events(events) | save_state(path, step))*
-    flush()*                         # any time; must make everything written so far durable/readable
+    flush()*                         # any time; returns once everything written so far is durable
+                                     # (raise if that cannot be known: the sink then gets no newer state)
     close()                          # once; implies flush
 
 A sink method that raises makes the monitor disable that sink (one warning naming it); the others go on.
@@ -62,7 +63,9 @@ class RunInfo:
     ``>= start_step`` from an earlier attempt must be superseded, e.g. TensorBoard's ``purge_step``).
     ``config`` is the schedule's and the monitor's configuration as plain data; ``lr_tags`` the LR tags in group
     order. The monitor opens sinks on JAX process 0 only; ``write`` is false where a sink is opened elsewhere (e.g.
-    through the clu adapter on another process): the sink must then do no I/O.
+    through the clu adapter on another process): the sink must then do no I/O. ``previous`` is this sink's entry
+    in the state the run resumed from (its ``identity()`` then, e.g. the W&B run id, and ``holds_steps_below``:
+    the step below which it held every record), empty on a fresh run.
     """
 
     start_step: int
@@ -70,6 +73,7 @@ class RunInfo:
     lr_tags: tuple[str, ...]
     resumed: bool = False
     write: bool = True
+    previous: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def iter_rows(batch: ScalarBatch) -> Iterator[tuple[int, dict[str, float]]]:

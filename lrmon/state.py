@@ -118,8 +118,9 @@ LOCAL_ARTIFACT_DIR = "lrmon-artifact"
 ARTIFACT_TYPE = "lr-schedule-state"
 #: Event kinds a state may record: the schedule's events plus the monitor's ``resume`` and ``thinned``.
 STATE_EVENT_KINDS: tuple[str, ...] = EVENT_KINDS + ("resume", "thinned")
-#: Largest step a state may hold (TensorBoard and most trackers store steps as int64).
-MAX_STEP = 2**63 - 1
+#: Largest step a state may hold: the schedule evaluates steps as int32 (JAX's default integer), so a larger one
+#: could not be resumed.
+MAX_STEP = 2**31 - 1
 #: Largest state document accepted, in bytes.
 MAX_STATE_BYTES = 16 * 1024 * 1024
 #: Deepest nesting allowed inside ``trackers`` and ``monitor_config`` (the field's own object is level 1).
@@ -237,7 +238,7 @@ def _check_step(where: str, value: Any, *, maximum: int = MAX_STEP, bound: str =
     if value < 0:
         raise _Problem(f"{where} must be an integer >= 0, got {_show(value)}")
     if value > maximum:
-        limit = f"<= {maximum}{bound}" if bound else f"<= {maximum} (MAX_STEP)"
+        limit = f"<= {maximum}{bound}" if bound else f"<= {maximum} (MAX_STEP: the schedule evaluates int32 steps)"
         raise _Problem(f"{where} is out of range: must be {limit}, got {_show(value)}")
     return value
 
