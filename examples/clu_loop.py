@@ -4,7 +4,7 @@ The loop is written the clu way: one ``MetricWriter`` (here ``AsyncWriter(MultiW
 metric, and ``periodic_actions.ReportProgress`` reports the step rate. lrmon plugs in on both sides:
 
 * ``SinkMetricWriter(sink, info)`` turns lrmon's ``TensorBoardSink`` and ``WandbSink`` into clu writers, so the
-  clu pipeline writes TensorBoard event files with lrmon's layout (the ``lr vs loss`` custom-scalars chart) and
+  clu pipeline writes TensorBoard event files with lrmon's layout (a custom-scalars chart per quantity) and
   an offline W&B run with ``trainer/step`` as its x-axis;
 * ``CluSink(writer)`` makes the same clu writer a sink of the ``LRMonitor``: the LR, the phase and the schedule
   events travel through clu's background thread like every other metric.

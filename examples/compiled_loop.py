@@ -126,7 +126,7 @@ def main() -> None:
 
     for style, tb_dir, wandb_sink in results:
         print(f"\n[{style}] TensorBoard logdir: {tb_dir}")
-        print(f"  open it:   tensorboard --logdir {tb_dir}  (Custom Scalars tab: 'lr vs loss')")
+        print(f"  open it:   tensorboard --logdir {tb_dir}  (Custom Scalars: one chart per quantity; Images: the LR-vs-loss figure)")
         if wandb_sink is not None:
             print(f"[{style}] W&B offline run: {wandb_sink.run_dir}\n  upload it: wandb sync {wandb_sink.run_dir}")
         print(f"  plot it:   lrmon plot {tb_dir} --out {tb_dir.parent / 'lr_vs_loss.png'}")

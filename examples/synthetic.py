@@ -57,7 +57,7 @@ def batch_of(step: jax.Array | int, n: int, size: int = BATCH) -> jax.Array:
 def print_results(tb_dir: Path, wandb_sink: WandbSink | None, plot_out: Path) -> None:
     """Say where a run's records are: the TensorBoard logdir, the offline W&B run (if any), the plot command."""
     print(f"TensorBoard logdir: {tb_dir}\n"
-          f"  open it:  tensorboard --logdir {tb_dir}  (Custom Scalars tab: 'lr vs loss')")
+          f"  open it:  tensorboard --logdir {tb_dir}  (Custom Scalars: one chart per quantity; Images: the LR-vs-loss figure)")
     if wandb_sink is not None:
         print(f"W&B offline run:    {wandb_sink.run_dir}\n  upload it: wandb sync {wandb_sink.run_dir}")
     print(f"plot it:  lrmon plot {tb_dir} --out {plot_out}")

@@ -5,9 +5,25 @@ What ends up in the logdir (one run):
 * scalars on the step axis under the monitor's tags (``lr`` or ``lr/pg0``..., ``lrmon/phase``, the user's metrics);
   all tags of one step go into one event. TensorBoard stores them as float32.
 * each schedule event as text (``event.detail``) under its own tag ``lrmon/events/<kind>`` at its step, so two
-  events at one step never collapse in the TensorBoard UI (which keeps one value per step and tag);
-* a custom-scalars layout (category ``lrmon``, chart ``lr vs loss``: the LR tags and ``layout_metrics``, as
-  anchored regexes) and a chart of ``lrmon/phase``;
+  events at one step never collapse in the TensorBoard UI (which keeps one value per step and tag). After a
+  resume at step ``R`` the events of steps ``>= R`` are written again: the TensorBoard UI's reader purges the
+  interrupted attempt's texts from ``R`` on, as it does its scalars. (The classic ``EventAccumulator`` purges only
+  scalars, images and audio: it still shows the interrupted attempt's copy of such an event, same step, same
+  text, beside the new one.);
+* a custom-scalars layout, category ``lrmon``, with one chart per quantity, each on its own y-axis: ``learning
+  rate`` (every LR tag), one chart per ``layout_metrics`` tag (default ``loss``; titled by the tag, an anchored
+  regex), and ``phase`` (``lrmon/phase``). The LR and phase charts are TensorBoard "Margin" charts whose margins are
+  the value itself: TensorBoard never smooths a Margin chart, so they show the exact logged LR and a clean step at
+  each phase change whatever the smoothing slider says; the metric charts are plain multi-line charts and follow
+  the slider (a noisy loss reads better smoothed; TensorBoard lists them first). In the Scalars tab every tag
+  follows the slider (default 0.6), which draws ``lrmon/phase`` as ramps between phases (wide ones when steps are
+  logged sparsely): set the slider to 0 there, or read the Custom Scalars tab;
+* an image "LR vs loss" (tag ``lrmon/lr_vs_loss``) at :meth:`TensorBoardSink.close` and at state saves at most
+  once every ``figure_every_s`` seconds (default 300): the figure ``lrmon plot`` draws (LR and loss panels with
+  their own y scales, phases shaded, a line at each event, loss against LR), from the records this sink received
+  in this process (thinned to ``figure_points`` steps; a resumed run's figure starts at its resume step). Drawing
+  it costs ~0.5-0.9 s of CPU on a 2-core machine, off the training thread (state saves run on the monitor's
+  courier) but under the GIL, hence the interval. Without matplotlib it is skipped, with one warning;
 * the configuration as JSON text (tag ``lrmon/config``) and as HParams (flattened, ``a/b/0`` keys);
 * ``lrmon_state.json``: the monitor's state file, copied atomically by :meth:`TensorBoardSink.save_state`.
 
@@ -44,12 +60,17 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from lrmon.monitor import PHASE_TAG
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
 
 from lrmon.state import STATE_FILE_NAME, copy_state_file
+from lrmon.integrations._figure import FIGURE_SIZE, RunFigure
 from lrmon.integrations._process import WriteGate, config_json, flatten_config, unique_suffix
 
-__all__ = ["TensorBoardSink", "read_layout", "read_config", "STATE_FILE_NAME", "CONFIG_TAG", "EVENT_TAG_PREFIX", "LAYOUT_CATEGORY"]
+__all__ = [
+    "TensorBoardSink", "read_layout", "read_config", "STATE_FILE_NAME", "CONFIG_TAG", "EVENT_TAG_PREFIX",
+    "LAYOUT_CATEGORY", "LR_CHART", "PHASE_CHART", "FIGURE_TAG",
+]
 
 #: Text tag of the run configuration.
 CONFIG_TAG = "lrmon/config"
@@ -57,6 +78,12 @@ CONFIG_TAG = "lrmon/config"
 EVENT_TAG_PREFIX = "lrmon/events/"
 #: Category of the custom-scalars layout.
 LAYOUT_CATEGORY = "lrmon"
+#: Titles of the layout's LR chart and phase chart (each metric's chart is titled by its tag).
+LR_CHART, PHASE_CHART = "learning rate", "phase"
+#: Image tag of the LR-vs-loss figure.
+FIGURE_TAG = "lrmon/lr_vs_loss"
+_LAYOUT_TAG = "custom_scalars__config__"  # where TensorBoard's custom-scalars plugin looks for the layout
+_RGBA = 4  # Summary.Image colorspace of matplotlib's PNGs
 
 
 def _tbx() -> Any:
@@ -73,7 +100,7 @@ def _protos() -> Any:
     """The tensorboardX proto modules and summary builders used here, as one namespace."""
     _tbx()
     from tensorboardX import summary as summary_lib
-    from tensorboardX.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
+    from tensorboardX.proto import event_pb2, layout_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
     from tensorboardX.proto.plugin_text_pb2 import TextPluginData
     from tensorboardX.record_writer import masked_crc32c
 
@@ -84,6 +111,7 @@ def _protos() -> Any:
     P.Summary, P.SummaryMetadata = summary_pb2.Summary, summary_pb2.SummaryMetadata
     P.TensorProto, P.TensorShapeProto = tensor_pb2.TensorProto, tensor_shape_pb2.TensorShapeProto
     P.TextPluginData, P.summary, P.masked_crc32c = TextPluginData, summary_lib, masked_crc32c
+    P.layout = layout_pb2
     return P
 
 
@@ -100,6 +128,33 @@ def text_summary(protos: Any, tag: str, text: str) -> Any:
     return protos.Summary(
         value=[protos.Summary.Value(tag=tag, metadata=protos.SummaryMetadata(plugin_data=plugin), tensor=tensor)]
     )
+
+
+def layout_summary(protos: Any, lr_tags: Sequence[str], metrics: Sequence[str]) -> Any:
+    """The custom-scalars layout (see the module docstring): exact Margin charts for the LR tags and the phase,
+    a multi-line chart (anchored regex) per metric."""
+    layout = protos.layout
+
+    def exact(title: str, tags: Sequence[str]) -> Any:  # margins equal to the value: drawn unsmoothed
+        series = [layout.MarginChartContent.Series(value=tag, lower=tag, upper=tag) for tag in tags]
+        return layout.Chart(title=title, margin=layout.MarginChartContent(series=series))
+
+    charts = [exact(LR_CHART, lr_tags)]
+    charts += [layout.Chart(title=tag, multiline=layout.MultilineChartContent(tag=[f"^{re.escape(tag)}$"]))
+               for tag in metrics]
+    charts.append(exact(PHASE_CHART, [PHASE_TAG]))
+    content = layout.Layout(category=[layout.Category(title=LAYOUT_CATEGORY, chart=charts)]).SerializeToString()
+    plugin = protos.SummaryMetadata.PluginData(plugin_name="custom_scalars")
+    tensor = protos.TensorProto(dtype="DT_STRING", string_val=[content], tensor_shape=protos.TensorShapeProto())
+    return protos.Summary(value=[protos.Summary.Value(
+        tag=_LAYOUT_TAG, tensor=tensor, metadata=protos.SummaryMetadata(plugin_data=plugin))])
+
+
+def image_summary(protos: Any, tag: str, png: bytes, size: tuple[int, int]) -> Any:
+    """An image ``Summary`` of PNG bytes (RGBA, ``size`` = (width, height) pixels) under ``tag``."""
+    width, height = size
+    image = protos.Summary.Image(height=height, width=width, colorspace=_RGBA, encoded_image_string=png)
+    return protos.Summary(value=[protos.Summary.Value(tag=tag, image=image)])
 
 
 class _EventFile:
@@ -150,28 +205,6 @@ class _EventFile:
             raise FileNotFoundError(f"TensorBoard event file {self.path} was removed (logdir deleted?)")
 
 
-def read_event_texts(logdir: Path, protos: Any, prefix: str = EVENT_TAG_PREFIX) -> set[tuple[str, int]]:
-    """``(tag, step)`` of every text record under ``prefix`` in the logdir's event files.
-
-    Reads the TFRecord framing directly (length, masked CRC, data, CRC); a file cut short by a crash ends the
-    reading of that file. Used so that a run resumed into the same logdir does not write an event text again:
-    TensorBoard's purge hides an interrupted run's scalars from the resume step on, but not its texts.
-    """
-    found: set[tuple[str, int]] = set()
-    for path in sorted(logdir.glob("events.out.tfevents.*")):
-        data = path.read_bytes()
-        offset = 0
-        while offset + 12 <= len(data):
-            (length,) = struct.unpack_from("<Q", data, offset)
-            start, end = offset + 12, offset + 12 + length
-            if end + 4 > len(data):
-                break
-            event = protos.Event.FromString(data[start:end])
-            found.update((value.tag, event.step) for value in event.summary.value if value.tag.startswith(prefix))
-            offset = end + 4
-    return found
-
-
 class _UserWriterFile:
     """Writes into a user's ``tensorboardX.SummaryWriter``'s current event file, bypassing its queue."""
 
@@ -212,15 +245,17 @@ class TensorBoardSink(Sink):
     Args:
         logdir_or_writer: a logdir (created in ``open()``), or an existing ``tensorboardX.SummaryWriter`` (not
             closed by the sink; no purge on resume).
-        layout_metrics: metric tags put beside the LR tags in the ``lr vs loss`` custom-scalars chart.
+        layout_metrics: metric tags that get a custom-scalars chart each (the first is the figure's loss panel).
         hparams: also record the flattened configuration with the HParams plugin.
+        figure_points: at most this many steps kept for the LR-vs-loss figure.
+        figure_every_s: draw the figure at a state save only if the last one is at least this old (seconds).
 
     The constructor does no I/O and imports nothing; ``open(info)`` creates the event file.
     """
 
     def __init__(
         self, logdir_or_writer: str | os.PathLike[str] | Any, *, layout_metrics: Sequence[str] = ("loss",),
-        hparams: bool = True,
+        hparams: bool = True, figure_points: int = 2000, figure_every_s: float = 300.0,
     ) -> None:
         if isinstance(logdir_or_writer, (str, os.PathLike)):
             self._logdir: Path | None = Path(logdir_or_writer)
@@ -235,11 +270,14 @@ class TensorBoardSink(Sink):
             )
         self._layout_metrics = tuple(layout_metrics)
         self._hparams = hparams
+        self._figure = RunFigure(self._layout_metrics[0] if self._layout_metrics else "loss", figure_points)
+        self._figure_step: int | None = None
+        self._figure_every_s = figure_every_s
+        self._figure_time = -float("inf")  # time.monotonic() of the last figure
         self._gate = WriteGate(self.name)
         self._protos: Any = None
         self._file: _EventFile | _UserWriterFile | None = None
         self._hparams_written = False
-        self._texts_in_logdir: set[tuple[str, int]] = set()
 
     # -- properties ------------------------------------------------------------------------------------------
     @property
@@ -269,23 +307,16 @@ class TensorBoardSink(Sink):
         else:
             logdir = self.logdir
             logdir.mkdir(parents=True, exist_ok=True)
-            self._texts_in_logdir = read_event_texts(logdir, protos)
             self._file = _EventFile(protos, logdir, purge_step=info.start_step)
-        lr_patterns = [f"^{re.escape(tag)}$" for tag in info.lr_tags]
-        metric_patterns = [f"^{re.escape(tag)}$" for tag in self._layout_metrics]
-        layout = {
-            LAYOUT_CATEGORY: {
-                "lr vs loss": ["Multiline", lr_patterns + metric_patterns],
-                "phase": ["Multiline", ["^lrmon/phase$"]],
-            }
-        }
-        self._write_summaries([protos.summary.custom_scalars(layout)], step=info.start_step)
+        self._figure.open(info)
+        self._write_summaries([layout_summary(protos, info.lr_tags, self._layout_metrics)], step=info.start_step)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         """Record ``config`` as JSON text (``lrmon/config``) and, unless disabled, as HParams."""
         if not self._gate.check() or self._file is None:
             return
         step = self._gate.info.start_step if self._gate.info else 0
+        self._figure.set_config(config)
         text = "```json\n" + config_json(config) + "\n```"
         summaries = [text_summary(self._protos, CONFIG_TAG, text)]
         if self._hparams:
@@ -310,10 +341,10 @@ class TensorBoardSink(Sink):
             for step, row in iter_rows(batch)
         ]
         self._file.write(events)
+        self._figure.add_scalars(batch)
 
     def write_events(self, events: Sequence[Event]) -> None:
-        """Each event's ``detail`` as text under ``lrmon/events/<kind>`` at its step (skipped if an earlier attempt
-        of the run already wrote that event at that step into this logdir)."""
+        """Each event's ``detail`` as text under ``lrmon/events/<kind>`` at its step."""
         if not self._gate.check() or self._file is None:
             return
         now = time.time()
@@ -321,8 +352,8 @@ class TensorBoardSink(Sink):
             self._protos.Event(wall_time=now, step=event.step,
                                summary=text_summary(self._protos, EVENT_TAG_PREFIX + event.kind, event.detail))
             for event in events
-            if (EVENT_TAG_PREFIX + event.kind, event.step) not in self._texts_in_logdir
         ])
+        self._figure.add_events(events)
 
     def write_text(self, step: int, tag: str, text: str) -> None:
         """Record free text under ``tag`` at ``step`` (used by the clu adapter for non-lrmon texts)."""
@@ -331,10 +362,13 @@ class TensorBoardSink(Sink):
         self._write_summaries([text_summary(self._protos, tag, text)], step=step)
 
     def save_state(self, path: Path, step: int) -> None:
-        """Copy the state file atomically into the logdir as ``lrmon_state.json``."""
+        """Copy the state file atomically into the logdir as ``lrmon_state.json``; write the figure at ``step`` if
+        the last one is ``figure_every_s`` old."""
         if not self._gate.check() or self._file is None:
             return
         copy_state_file(path, self.logdir / STATE_FILE_NAME)
+        if time.monotonic() - self._figure_time >= self._figure_every_s:
+            self._write_figure(step)
 
     def identity(self) -> dict[str, Any]:
         """``{"tensorboard_logdir": <absolute logdir>}``."""
@@ -347,7 +381,8 @@ class TensorBoardSink(Sink):
         self._file.flush()
 
     def close(self) -> None:
-        """Finish the HParams session, flush, and close the own event file (a user's writer stays open)."""
+        """Finish the HParams session, write the figure at the last step seen, flush, and close the own event file
+        (a user's writer stays open)."""
         if self._gate.info is None or not self._gate.check() or self._file is None:
             self._gate.closed = True
             return
@@ -355,12 +390,21 @@ class TensorBoardSink(Sink):
             if self._hparams_written:
                 _, _, session_end = self._protos.summary.hparams({}, {})
                 self._write_summaries([session_end], step=None)
+            last = [step for step in (self._figure.last_step, self._figure_step) if step is not None]
+            self._write_figure(max(last, default=self._gate.info.start_step))
             self._file.flush()
         finally:
             self._gate.closed = True
             self._file.close()
 
     # -- helpers ---------------------------------------------------------------------------------------------
+    def _write_figure(self, step: int) -> None:
+        """The LR-vs-loss figure of the records so far, as an image at ``step`` (nothing before any LR point)."""
+        png = self._figure.png(f"TensorBoard logdir {self.logdir}, step {step}")
+        if png is not None:
+            self._write_summaries([image_summary(self._protos, FIGURE_TAG, png, FIGURE_SIZE)], step=step)
+            self._figure_step, self._figure_time = step, time.monotonic()
+
     def _write_summaries(self, summaries: Sequence[Any], step: int | None) -> None:
         assert self._file is not None
         now = time.time()
@@ -374,7 +418,8 @@ class TensorBoardSink(Sink):
 
 
 def read_layout(logdir: str | os.PathLike[str]) -> dict[str, dict[str, list[str]]]:
-    """The custom-scalars layouts stored in ``logdir``'s event files: ``{category: {chart: [tag regexes]}}``.
+    """The custom-scalars layouts stored in ``logdir``'s event files: ``{category: {chart: tags}}``, where
+    ``tags`` are a multi-line chart's tag regexes or a Margin chart's value tags.
 
     A small reader for tests and the CLI; needs ``tensorboard`` (the layout is a string tensor under the tag
     ``custom_scalars__config__``).
@@ -385,9 +430,9 @@ def read_layout(logdir: str | os.PathLike[str]) -> dict[str, dict[str, list[str]
     accumulator = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
     accumulator.Reload()
     result: dict[str, dict[str, list[str]]] = {}
-    if "custom_scalars__config__" not in accumulator.Tags().get("tensors", []):
+    if _LAYOUT_TAG not in accumulator.Tags().get("tensors", []):
         return result
-    for tensor_event in accumulator.Tensors("custom_scalars__config__"):
+    for tensor_event in accumulator.Tensors(_LAYOUT_TAG):
         layout = layout_pb2.Layout.FromString(tensor_event.tensor_proto.string_val[0])
         for category in layout.category:
             charts = result.setdefault(category.title, {})

@@ -2,11 +2,11 @@
 
 What the run gets:
 
-* one history row per step: ``{"lr": ..., "loss": ..., "lrmon/phase": ..., "trainer/step": step}``. The x-axis is
-  the metric ``trainer/step`` (``define_metric``), not wandb's own ``_step``, and rows are logged without
-  ``step=``: after a resume, rows for steps that were logged before are kept (wandb drops a ``step=`` lower than
-  its counter with only a stderr line); plot against ``trainer/step``;
-* per event: a row ``{"lrmon/event/<kind>": 1, "trainer/step": step}`` and ``run.summary["lrmon/events/<kind>"] =
+* one history row per train step, logged with ``step=t`` so that wandb's ``_step`` is the train step:
+  ``{"lr": ..., "loss": ..., "lrmon/phase": ..., "trainer/step": t}`` (``trainer/step`` is also defined as the
+  x-axis metric). On a run you made yourself, rows are logged without ``step=`` (your own rows keep wandb's
+  counter) and ``trainer/step`` is the axis;
+* each event in the row of its step, ``"lrmon/event/<kind>": 1``, and ``run.summary["lrmon/events/<kind>"] =
   step``; at close, a table ``lrmon/events`` (step, kind, the LR of each group, detail);
 * the configuration as ``run.config["lrmon"]``;
 * an "LR vs loss" chart: at close, a table ``lrmon/lr_loss`` (trainer/step, LR tags, loss) and a native
@@ -14,6 +14,11 @@ What the run gets:
   the rows this sink saw, thinned to at most ``chart_points`` steps (every k-th step, k doubling as needed).
   Offline a custom Vega chart cannot be defined, so this is what the run carries; both are on one y-axis (switch
   the panel to log scale when LR and loss differ by orders of magnitude);
+* the same data as a picture: at close, a ``wandb.Image`` ``lrmon/lr_vs_loss_figure`` (in the final row), the figure
+  ``lrmon plot`` draws: LR and loss in panels with their own y scales, phases shaded, a line at each event, loss
+  against LR, from the rows this sink saw. Drawing it costs ~0.5-0.9 s on a 2-core CPU, so it is drawn once, at
+  close, not at each ``save_state`` (W&B's default panels already show each key on its own axis while the run
+  goes). Without matplotlib it is skipped, with one warning;
 * ``save_state``: an artifact ``lrmon-state-<run id>`` of type ``lr-schedule-state`` holding ``lrmon_state.json``
   and the marker ``lrmon_artifact.json``, with aliases ``latest`` and ``step-<step>`` and metadata
   ``{**config, "step": step}``; the same files are kept in ``<run dir>/lrmon-artifact/`` (offline runs cannot
@@ -23,9 +28,21 @@ What the run gets:
 explicit) and finishes it in ``close()``, then waits until wandb-core has written the run's exit record (``finish``
 can return before that). ``WandbSink(run)`` uses a run you made and never finishes it. Any wandb error propagates
 from the sink method (a dead wandb-core raises ``ConnectionResetError`` at once; nothing here waits on it without a
-timeout); the monitor then disables the sink with one warning. wandb has no flush call: records reach wandb-core at
-each ``log``; ``flush()`` only checks that the run is still usable. For runs the sink creates, the ``.wandb`` file is
-flushed every ``x_transaction_log_flush_interval`` seconds (1 s here instead of wandb's 15 s).
+timeout); the monitor then disables the sink with one warning.
+
+**Durability.** ``run.log`` returning does not mean the row is on disk: wandb-core buffers it. ``flush()`` commits
+the pending row and waits until wandb-core has written every record so far to the run's ``.wandb`` file
+(:mod:`lrmon.integrations._wandb_durable`), so a state names only steps whose rows survive a SIGKILL. A flush that
+cannot be confirmed within ``flush_timeout`` raises: the sink is disabled and stores no newer state.
+
+**One run across attempts.** When the monitor resumes from a state that names this sink's run, the sink reopens
+that run id (``resume="allow"``; the artifact collection ``lrmon-state-<id>`` and its ``latest`` alias stay the
+same) and never logs again a step the run already holds: offline, the last ``_step`` in the earlier attempts'
+directories of that id (each attempt writes a directory ``offline-run-<time>-<id>``; ``wandb sync`` of them all,
+wandb >= 0.31, uploads them in start order as one run); online, the run's step. With ``rewind=True`` (online only,
+W&B's ``resume_from="<id>?_step=N"``, not testable offline here) the run is instead truncated at the resume step
+and re-logged from there. For a run you make yourself, :func:`continue_run_kwargs` gives the ``wandb.init``
+arguments that continue the state's run.
 
 When ``info.write`` is false (processes other than 0) the sink does nothing: no ``wandb.init``, no I/O.
 """
@@ -33,6 +50,7 @@ When ``info.write`` is false (processes other than 0) the sink does nothing: no 
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import subprocess
@@ -44,20 +62,22 @@ from typing import Any, Mapping, Sequence
 
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
 
-from lrmon.state import STATE_FILE_NAME, StateError, check_artifact_type, copy_state_file
+from lrmon.state import LOCAL_ARTIFACT_DIR, STATE_FILE_NAME, StateError, check_artifact_type, copy_state_file
+from lrmon.integrations._figure import RunFigure
+from lrmon.integrations._wandb_durable import commit_and_wait, last_logged_step
 from lrmon.integrations._process import WriteGate
 
 __all__ = [
     "WandbSink", "download_state_artifact", "read_offline_run", "inspect_records", "STEP_METRIC", "DEFAULT_DIR", "LOCAL_ARTIFACT_DIR",
-    "default_settings",
+    "default_settings", "FIGURE_KEY", "continue_run_kwargs",
 ]
 
 #: The x-axis metric of every row the sink logs.
 STEP_METRIC = "trainer/step"
 #: Where runs the sink creates go unless ``dir=`` says otherwise.
 DEFAULT_DIR = "./wandb-runs"
-#: Folder inside the run directory that keeps a copy of the latest state artifact's files.
-LOCAL_ARTIFACT_DIR = "lrmon-artifact"
+#: Key of the LR-vs-loss figure (a ``wandb.Image``) in the final row.
+FIGURE_KEY = "lrmon/lr_vs_loss_figure"
 
 _DEFAULT_SETTINGS: dict[str, Any] = {
     "console": "off",
@@ -82,23 +102,6 @@ def default_settings(**overrides: Any) -> Any:
     return _wandb().Settings(**{**_DEFAULT_SETTINGS, **overrides})
 
 
-class _Thinned:
-    """Keeps ``(step, value)`` pairs at steps divisible by a stride that doubles when more than ``cap`` are kept."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = max(2, cap)
-        self.stride = 1
-        self.points: dict[int, dict[str, float]] = {}
-
-    def add(self, step: int, values: Mapping[str, float]) -> None:
-        if step % self.stride:
-            return
-        self.points.setdefault(step, {}).update(values)
-        while len(self.points) > self.cap:
-            self.stride *= 2
-            self.points = {s: v for s, v in self.points.items() if s % self.stride == 0}
-
-
 class WandbSink(Sink):
     """lrmon records to a W&B run (see the module docstring for what the run gets).
 
@@ -109,16 +112,20 @@ class WandbSink(Sink):
             merged over the defaults).
         dir: the directory for a run the sink creates (``wandb`` reads ``WANDB_DIR`` once per process, so it is
             always passed explicitly).
-        loss_key: the metric drawn beside the LR(s) in the LR-vs-loss chart.
-        chart_points: at most this many steps in that chart's table.
+        loss_key: the metric drawn beside the LR(s) in the LR-vs-loss chart and figure.
+        chart_points: at most this many steps in that chart's table and in the figure.
         finish_timeout: seconds ``close()`` waits, after ``run.finish()``, for the run's exit record.
+        flush_timeout: seconds ``flush()`` waits for wandb-core to confirm that the rows are written.
+        rewind: on resume, truncate the run at the resume step (online W&B only) instead of skipping the steps it
+            already holds.
 
     The constructor does no I/O and does not import wandb.
     """
 
     def __init__(
         self, run: Any = None, *, dir: str | os.PathLike[str] = DEFAULT_DIR, loss_key: str = "loss",
-        chart_points: int = 2000, finish_timeout: float = 60.0, **init_kwargs: Any,
+        chart_points: int = 2000, finish_timeout: float = 60.0, flush_timeout: float = 60.0, rewind: bool = False,
+        **init_kwargs: Any,
     ) -> None:
         if run is not None and init_kwargs:
             raise TypeError(f"WandbSink: pass either run or wandb.init arguments, not both ({sorted(init_kwargs)})")
@@ -126,15 +133,15 @@ class WandbSink(Sink):
         self._owns_run = run is None
         self._dir = Path(dir)
         self._init_kwargs = init_kwargs
-        self._loss_key = loss_key
-        self._chart = _Thinned(chart_points)
+        self._figure = RunFigure(loss_key, chart_points)
         self._finish_timeout = finish_timeout
+        self._flush_timeout = flush_timeout
+        self._rewind = rewind
+        self._skip_upto = -1  # the run already holds the rows and events of steps <= this (an earlier attempt)
+        self._pending = False  # a row was logged with step= and not committed yet
         self._gate = WriteGate(self.name)
         self._config: dict[str, Any] = {}
-        self._events: list[Event] = []
-        self._lr_tags: tuple[str, ...] = ()
         self._defined: set[str] = set()
-        self._last_step: int | None = None
 
     # -- properties ------------------------------------------------------------------------------------------
     @property
@@ -144,7 +151,14 @@ class WandbSink(Sink):
 
     @property
     def artifact_dir(self) -> Path | None:
-        """``<run dir>/lrmon-artifact``: the latest state artifact's files (``resume_from=`` accepts it)."""
+        """``<run dir>/lrmon-artifact``: the latest state artifact's files (``resume_from=`` accepts it).
+
+        Known once the monitor opened the sink; before that (e.g. in a fresh process) it raises ``RuntimeError``:
+        resume from the W&B directory ``dir`` instead, where lrmon finds the newest state of any attempt.
+        """
+        if self._gate.info is None:
+            raise RuntimeError(f"WandbSink.artifact_dir is known only once the sink is open; to resume, pass "
+                               f"resume_from={str(self._dir)!r} (the W&B dir: lrmon finds the newest state in it)")
         run_dir = self.run_dir
         return None if run_dir is None else run_dir / LOCAL_ARTIFACT_DIR
 
@@ -159,7 +173,7 @@ class WandbSink(Sink):
         """Create the run (unless given) and define ``trainer/step`` as the x-axis."""
         if not self._gate.open(info):
             return
-        self._lr_tags = tuple(info.lr_tags)
+        self._figure.open(info)
         self._config = dict(info.config)
         if self._run is None:
             wandb = _wandb()
@@ -169,8 +183,13 @@ class WandbSink(Sink):
                 settings = default_settings(**(settings or {}))
             kwargs.setdefault("mode", "offline")
             kwargs.setdefault("reinit", "create_new")
+            kwargs.update(self._continuation(info, kwargs.get("id")))
             self._dir.mkdir(parents=True, exist_ok=True)
             self._run = wandb.init(dir=str(self._dir), settings=settings, **kwargs)
+        else:
+            self._continuation(info, self._run.id)  # refuses a state that names another run
+        if info.resumed:
+            self._skip_upto = info.start_step - 1 if self._rewind else max(info.start_step - 1, self._held_upto())
         self._run.define_metric(STEP_METRIC)
         if self._owns_run:
             self._run.define_metric("*", step_metric=STEP_METRIC)
@@ -180,33 +199,30 @@ class WandbSink(Sink):
         if not self._gate.check():
             return
         self._config = dict(config)
+        self._figure.set_config(config)
         self._run.config.update({"lrmon": dict(config)}, allow_val_change=True)
 
     def write_scalars(self, batch: ScalarBatch) -> None:
         """One ``run.log`` row per step, with ``trainer/step`` and without ``step=``."""
         if not self._gate.check():
             return
-        run = self._run
         self._define(batch.keys())
-        chart_keys = set(self._lr_tags) | {self._loss_key}
         for step, row in iter_rows(batch):
-            run.log({**row, STEP_METRIC: step})
-            chart_values = {key: value for key, value in row.items() if key in chart_keys}
-            if chart_values:
-                self._chart.add(step, chart_values)
-            self._last_step = step if self._last_step is None else max(self._last_step, step)
+            if step > self._skip_upto:
+                self._log(row, step)
+        self._figure.add_scalars(batch)
 
     def write_events(self, events: Sequence[Event]) -> None:
-        """Per event: a row ``lrmon/event/<kind> = 1`` at its step and ``summary["lrmon/events/<kind>"] = step``."""
+        """Per event: ``lrmon/event/<kind> = 1`` in the row of its step (unless an earlier attempt wrote that row)
+        and ``summary["lrmon/events/<kind>"] = step``."""
         if not self._gate.check():
             return
-        run = self._run
         self._define(f"lrmon/event/{event.kind}" for event in events)
         for event in events:
-            run.log({f"lrmon/event/{event.kind}": 1, STEP_METRIC: event.step})
-            run.summary[f"lrmon/events/{event.kind}"] = event.step
-            self._events.append(event)
-            self._last_step = event.step if self._last_step is None else max(self._last_step, event.step)
+            if event.step > self._skip_upto:
+                self._log({f"lrmon/event/{event.kind}": 1}, event.step)
+            self._run.summary[f"lrmon/events/{event.kind}"] = event.step
+        self._figure.add_events(events)
 
     def write_text(self, step: int, tag: str, text: str) -> None:
         """Log free text as a string value under ``tag`` at ``step`` (used by the clu adapter)."""
@@ -251,14 +267,17 @@ class WandbSink(Sink):
         }
 
     def flush(self) -> None:
-        """wandb has no flush: rows already reached wandb-core. Raises if the run was finished elsewhere."""
-        if not self._gate.check():
+        """Commit the pending row and wait until wandb-core has written every record so far to the ``.wandb``
+        file; raises if that is not confirmed within ``flush_timeout`` or the run cannot be used any more."""
+        if not self._gate.check() or getattr(self._run, "disabled", False):
             return
-        if getattr(self._run, "_is_finished", False):
-            raise RuntimeError("WandbSink: the wandb run was finished; nothing can be logged any more")
+        if not commit_and_wait(self._run, self._flush_timeout, commit=self._pending):
+            raise TimeoutError(f"WandbSink: wandb-core did not confirm within {self._flush_timeout:g} s that the "
+                               "rows are written (disk full or wandb-core stuck)")
+        self._pending = False
 
     def close(self) -> None:
-        """Log the events table and the LR-vs-loss chart; finish an own run and wait for its exit record."""
+        """Log the events table, the LR-vs-loss chart and figure; finish an own run and wait for its exit record."""
         if self._gate.info is None or not self._gate.check():
             self._gate.closed = True
             return
@@ -266,7 +285,7 @@ class WandbSink(Sink):
         run = self._run
         final = self._final_row()
         if final:
-            run.log({**final, STEP_METRIC: self._last_step if self._last_step is not None else 0})
+            run.log({**final, STEP_METRIC: self._figure.last_step if self._figure.last_step is not None else 0})
         if self._owns_run:
             run_dir = Path(run.settings.sync_dir)
             run.finish()
@@ -274,6 +293,43 @@ class WandbSink(Sink):
                 _wait_for_exit_record(run_dir, self._finish_timeout)
 
     # -- helpers ---------------------------------------------------------------------------------------------
+    def _log(self, row: Mapping[str, Any], step: int) -> None:
+        """Log ``row`` at train step ``step``: as wandb's step on an own run (merged with what that step already
+        has), with ``trainer/step`` only on a user's run."""
+        if self._owns_run:
+            if step < self._run.step:  # out of the monitor's order: that row is committed (summary, table keep it)
+                return
+            self._run.log({**row, STEP_METRIC: step}, step=step)
+            self._pending = True
+        else:
+            self._run.log({**row, STEP_METRIC: step})
+
+    def _continuation(self, info: RunInfo, given_id: str | None) -> dict[str, Any]:
+        """The ``wandb.init`` arguments that continue the run the resumed state names (none on a fresh run);
+        ``StateError`` when the sink was given another run than that one."""
+        previous_id = info.previous.get("wandb_run_id")
+        if previous_id is None:
+            return {}
+        if given_id is not None and given_id != previous_id:
+            raise StateError(f"the state names W&B run {previous_id!r}, but this WandbSink's run is {given_id!r} "
+                             "(continue it with wandb.init(**continue_run_kwargs(state)))")
+        if self._rewind:
+            return {"id": previous_id, "resume_from": f"{previous_id}?_step={info.start_step}"}
+        return {"id": previous_id, "resume": "allow"}
+
+    def _held_upto(self) -> int:
+        """The last train step the run already holds: offline, the last ``_step`` in the earlier attempts'
+        directories of this run id; online, the run's step before this attempt (-1 if none)."""
+        run = self._run
+        if not self._owns_run:
+            return -1  # a user's run counts its own steps: lrmon's rows carry trainer/step only
+        if not run.offline:
+            return run.step - 1 if run.resumed else -1
+        current = Path(run.settings.sync_dir).resolve()
+        earlier = [d for d in current.parent.glob(f"*run-*-{run.id}") if d.resolve() != current]
+        held = last_logged_step(sorted(earlier))
+        return -1 if held is None else held
+
     def _define(self, tags: Any) -> None:
         """On a user's run, give each new lrmon tag ``trainer/step`` as x-axis (own runs use ``*``)."""
         if self._owns_run:
@@ -284,18 +340,18 @@ class WandbSink(Sink):
                 self._defined.add(tag)
 
     def _final_row(self) -> dict[str, Any]:
+        """The close row: events table, LR-vs-loss table, line-series panel and figure (those that have data)."""
         wandb = _wandb()
         row: dict[str, Any] = {}
-        if self._events:
-            columns = ["step", "kind", *self._lr_tags, "detail"]
-            data = [
-                [event.step, event.kind, *_pad(event.lrs, len(self._lr_tags)), event.detail]
-                for event in self._events
-            ]
+        lr_tags, loss_key, events = self._figure.lr_tags, self._figure.loss_tag, self._figure.events
+        if events:
+            columns = ["step", "kind", *lr_tags, "detail"]
+            data = [[event.step, event.kind, *_pad(event.lrs, len(lr_tags)), event.detail] for event in events]
             row["lrmon/events"] = wandb.Table(columns=columns, data=data)
-        points = self._chart.points
+        keys = [*lr_tags, loss_key]
+        points = {step: values for step, values in self._figure.points.points.items()
+                  if any(key in values for key in keys)}
         if points:
-            keys = [*self._lr_tags, self._loss_key]
             steps = sorted(points)
             row["lrmon/lr_loss"] = wandb.Table(
                 columns=[STEP_METRIC, *keys],
@@ -307,6 +363,11 @@ class WandbSink(Sink):
             row["lrmon/lr_vs_loss"] = wandb.plot.line_series(
                 xs=xs, ys=ys, keys=series_keys, title="LR vs loss", xname=STEP_METRIC
             )
+        png = self._figure.png(f"W&B run {self._run.id}")
+        if png is not None:
+            from PIL import Image  # matplotlib's own dependency: present whenever a figure was drawn
+
+            row[FIGURE_KEY] = wandb.Image(Image.open(io.BytesIO(png)), caption="LR vs loss")
         return row
 
 
@@ -330,6 +391,29 @@ def download_state_artifact(reference: str, run: Any = None) -> Path:
         raise StateError(f"cannot download the W&B artifact ({type(error).__name__}: {error})", reference) from error
 
 
+def continue_run_kwargs(source: Any) -> dict[str, Any]:
+    """The ``wandb.init`` arguments that continue the W&B run a monitor state names, for a run you make yourself::
+
+        run = wandb.init(project=..., **continue_run_kwargs("runs/exp1/state"))
+        monitor = LRMonitor(schedule, [WandbSink(run)], resume_from="runs/exp1/state", resume_step=step)
+
+    ``source`` is anything ``resume_from=`` accepts that holds a state (a path, a ``MonitorState`` or its dict).
+    Returns ``{"id", "resume": "allow"}`` plus the project and entity when the state names them; ``StateError``
+    when the state names no W&B run.
+    """
+    from lrmon.state import MonitorState, read_state, state_from_dict
+
+    state = source if isinstance(source, MonitorState) else (
+        state_from_dict(source) if isinstance(source, Mapping) else read_state(source))
+    runs = [entry for entry in state.trackers.values() if isinstance(entry, Mapping) and entry.get("wandb_run_id")]
+    if not runs:
+        raise StateError("the state names no W&B run", str(source) if not isinstance(source, Mapping) else "<dict>")
+    entry = runs[0]
+    kwargs = {"id": entry["wandb_run_id"], "resume": "allow"}
+    kwargs.update({key: entry[f"wandb_{key}"] for key in ("project", "entity") if entry.get(f"wandb_{key}")})
+    return kwargs
+
+
 def _pad(values: Sequence[float], length: int) -> list[float | None]:
     return [float(v) for v in values[:length]] + [None] * max(0, length - len(values))
 
@@ -349,9 +433,9 @@ def _inspect(run_dir: Path, *flags: str, timeout: float = 60.0) -> str:
 
     Runs the ``wandb-core leet inspect`` binary that the ``wandb leet inspect`` command wraps (same arguments, no
     Python start-up: ~40 ms instead of ~1 s); falls back to ``python -m wandb leet inspect``. The working directory
-    is a temporary one (the tool may leave a debug log there).
+    is a temporary one (the tool may leave a debug log there), so the run's path is made absolute first.
     """
-    wandb_file = _find_wandb_file(run_dir)
+    wandb_file = _find_wandb_file(run_dir).resolve()
     commands = []
     try:
         from wandb.util import get_core_path

@@ -1,4 +1,5 @@
-"""Figures for the ``lrmon`` command: the planned schedule (``lrmon preview``) and a logged run (``lrmon plot``).
+"""Figures for the ``lrmon`` command: the planned schedule (``lrmon preview``) and a logged run (``lrmon plot``;
+also as PNG bytes, :func:`run_png`, the image the TensorBoard and W&B sinks record).
 
 matplotlib (``pip install 'lrmon[plot]'``) is imported inside the drawing functions only, and used headless: the
 figures are ``matplotlib.figure.Figure`` objects rendered by the Agg canvas, never ``pyplot``, so no display,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import math
 import os
@@ -34,7 +36,8 @@ from lrmon.curve import CurveConfig
 
 __all__ = [
     "RunData", "RunReadError", "PHASE_LABELS", "PREVIEW_SIZE", "PLOT_SIZE", "schedule_points", "schedule_summary",
-    "plot_schedule", "find_run", "read_run", "read_tensorboard_run", "read_wandb_run", "plot_run",
+    "plot_schedule", "find_run", "read_run", "read_tensorboard_run", "read_wandb_run", "plot_run", "run_png",
+    "config_from_mapping",
 ]
 
 #: Default size of ``lrmon preview``'s PNG, in pixels (width, height).
@@ -48,6 +51,7 @@ _EVENT_COLORS = {"warmup_start": "#b35806", "warmup_end": "#e08214", "cosine_sta
                  "overrun": "#b2182b", "resume": "#1b7837", "thinned": "#777777"}
 _DPI = 100
 _MAX_CURVE_POINTS = 200_000
+_X_MARGIN = 0.01  # of the step range, on both sides: event lines at the first and last step stay visible
 
 
 class RunReadError(Exception):
@@ -93,15 +97,14 @@ def schedule_summary(config: CurveConfig) -> list[str]:
     """The text summary ``lrmon preview`` prints: phases, LR at the key steps, events."""
     W, T = config.warmup_steps, config.total_steps
     groups = config.num_groups
-    key_steps: list[tuple[str, int]] = [("start", 0)]
-    if W > 0:
-        key_steps.append(("end of warmup (peak)", min(W, T)))
-    key_steps += [("middle", T // 2), ("end (last planned step)", T - 1), ("past the end", T), ("after", T + 1)]
+    # the LR at each event's step, named as the event is (the peak is the first step after warmup), and mid-cosine
+    key_steps = [(kind + (" (peak)" if step == W else ""), step) for kind, step in config.event_steps().items()]
+    key_steps += [("middle", T // 2), ("after", T + 1)]
+    key_steps.sort(key=lambda item: item[1])  # stable: ties keep the event order
     lrs = _lr_at(config, np.asarray([step for _, step in key_steps]))
     after_end = (f"LR holds {_format_lrs(lrs[-1])}" if np.array_equal(lrs[-1], lrs[-2]) else
                  f"LR {_format_lrs(lrs[-2])} at step {T}, then {_format_lrs(lrs[-1])}")
-    order = sorted(range(len(key_steps) - 1), key=lambda i: key_steps[i][1])  # by step, ties as listed
-    key_steps, lrs = [key_steps[i] for i in order], lrs[order]
+    key_steps, lrs = key_steps[:-1], lrs[:-1]
     lines = [
         f"warmup + cosine schedule: base_lr {_format_lrs(config.base_lrs)}"
         f" ({groups} parameter group{'s' if groups > 1 else ''}), warmup_start_lr {config.warmup_start_lr:g},"
@@ -143,11 +146,25 @@ def _figure(size: tuple[int, int]) -> Any:
 
 
 def _save(figure: Any, out: str | os.PathLike[str]) -> Path:
+    """Write ``figure`` to ``out`` in the format its suffix names (PNG without one); returns ``out``."""
     out = Path(out)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=_DPI, format=out.suffix.lstrip(".").lower() or "png")
     return out
+
+
+def _png_bytes(figure: Any) -> bytes:
+    """``figure`` encoded as PNG by its Agg canvas (RGBA, the figure's size in pixels)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=_DPI, format="png")
+    return buffer.getvalue()
+
+
+def _x_limits(low: float, high: float) -> tuple[float, float]:
+    """The x range ``[low, high]`` widened by a small margin on both sides (at least half a step)."""
+    pad = max(0.5, _X_MARGIN * (high - low))
+    return low - pad, high + pad
 
 
 def _shade_phases(ax: Any, spans: Sequence[tuple[int, float, float]], labels: bool = True) -> None:
@@ -201,7 +218,7 @@ def plot_schedule(config: CurveConfig, out: str | os.PathLike[str], *, size: tup
     for g in range(config.num_groups):
         label = "lr" if config.num_groups == 1 else f"lr/pg{g}"
         ax.plot(steps, lrs[:, g], lw=2, label=label, zorder=2)
-    ax.set_xlim(0, end)
+    ax.set_xlim(*_x_limits(0.0, end))
     ax.set_ylim(bottom=min(0.0, float(lrs.min())), top=float(lrs.max()) * 1.35 if lrs.max() > 0 else 1.0)
     events = config.event_steps()
     event_lrs = _lr_at(config, np.asarray(list(events.values())))
@@ -372,12 +389,14 @@ def read_tensorboard_run(logdir: str | os.PathLike[str], *, loss_tag: str = "los
 def _config_from_text(text: str) -> CurveConfig | None:
     text = text.strip().removeprefix("```json").removesuffix("```").strip()
     try:
-        return _config_from_mapping(json.loads(text))
+        return config_from_mapping(json.loads(text))
     except ValueError:
         return None
 
 
-def _config_from_mapping(data: Any) -> CurveConfig | None:
+def config_from_mapping(data: Any) -> CurveConfig | None:
+    """The schedule configuration in a run's recorded configuration (the monitor's flat dict, W&B's ``{"value":
+    ...}`` form, or a clu writer's flattened ``base_lrs/<i>`` keys), or ``None`` if it holds none."""
     if not isinstance(data, Mapping):
         return None
     if "value" in data and isinstance(data["value"], Mapping) and len(data) <= 2:  # W&B's {"value": ...} form
@@ -442,7 +461,7 @@ def read_wandb_run(run_dir: str | os.PathLike[str], *, loss_tag: str = "loss") -
         loss=series(loss_tag) if loss_tag in columns else None,
         phase=series("lrmon/phase") if "lrmon/phase" in columns else None,
         events=_dedupe_events(events),
-        config=_config_from_mapping(run.get("config", {}).get("lrmon")),
+        config=config_from_mapping(run.get("config", {}).get("lrmon")),
         loss_tag=loss_tag,
     )
 
@@ -470,6 +489,17 @@ def plot_run(data: RunData, out: str | os.PathLike[str], *, size: tuple[int, int
 
     ``title`` replaces the step panels' title and the figure's caption (by default the run's source).
     """
+    return _save(_draw_run(data, size, title), out)
+
+
+def run_png(data: RunData, *, size: tuple[int, int] = PLOT_SIZE, title: str | None = None) -> bytes:
+    """:func:`plot_run`'s figure as PNG bytes (``size`` pixels, RGBA), e.g. for a tracker's image record."""
+    return _png_bytes(_draw_run(data, size, title))
+
+
+def _draw_run(data: RunData, size: tuple[int, int], title: str | None) -> Any:
+    """The figure of :func:`plot_run`: two panels on the step axis (LR, loss; each its own y scale) and loss
+    against LR. :class:`RunReadError` without any LR point."""
     if not any(len(steps) for steps, _ in data.lrs.values()):
         raise RunReadError(f"{data.source}: no LR series (tags 'lr' or 'lr/pg<i>') found")
     data = dataclasses.replace(data, lrs={tag: series for tag, series in data.lrs.items() if len(series[0])})
@@ -486,7 +516,7 @@ def plot_run(data: RunData, out: str | os.PathLike[str], *, size: tuple[int, int
     event_marks = [(step, kind) for step, kind, _ in data.events if low <= step <= high]
     for ax, with_labels in ((ax_lr, True), (ax_loss, False)):
         _shade_phases(ax, spans, labels=with_labels)
-        ax.set_xlim(low, high)
+        ax.set_xlim(*_x_limits(low, high))
         ax.grid(alpha=0.3)
     for tag, (steps, values) in data.lrs.items():
         ax_lr.plot(steps, values, lw=1.6, label=tag, zorder=2)
@@ -530,7 +560,7 @@ def plot_run(data: RunData, out: str | os.PathLike[str], *, size: tuple[int, int
     ax_xy.grid(alpha=0.3)
     if title is None:
         figure.suptitle(data.source, fontsize=9, color="#555555")
-    return _save(figure, out)
+    return figure
 
 
 def _phases_of_steps(spans: Sequence[tuple[int, float, float]], steps: np.ndarray) -> np.ndarray:

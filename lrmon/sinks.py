@@ -6,6 +6,9 @@ per-call overhead once per batch, not once per train step. The call order a sink
     open(info)                       # once, before anything else
     write_config(config)             # once, after open
     (write_scalars(batch) | write_events(events) | save_state(path, step))*
+                                     # in step order: an event comes after the rows of its step and
+                                     # before any row of a later step; a state of step S after every
+                                     # record below S
     flush()*                         # any time; returns once everything written so far is durable
                                      # (raise if that cannot be known: the sink then gets no newer state)
     close()                          # once; implies flush

@@ -69,13 +69,30 @@ def events(config: lrmon.CurveConfig, stop: int) -> list[Event]:
 
 def write_run(sink: Any, config: lrmon.CurveConfig = CONFIG, start: int = 0, stop: int = 300) -> None:
     """Drive ``sink`` through the Sink interface as the monitor would: open, config, batches of steps
-    ``[start, stop)``, then the events of those steps (``sink`` stays open)."""
+    ``[start, stop)``, each followed by the events of its steps (``sink`` stays open)."""
     info = run_info(config, start_step=start)
     sink.open(info)
     sink.write_config(info.config)
+    due = [e for e in events(config, stop) if e.step >= start]
     for batch in batches(config, start, stop):
-        sink.write_scalars(batch)
-    sink.write_events([e for e in events(config, stop) if e.step >= start])
+        for cut in split_at_events(batch, [e.step for e in due]):
+            sink.write_scalars(cut)
+            last = int(cut["lrmon/phase"].steps[-1])
+            sink.write_events([e for e in due if e.step <= last])
+            due = [e for e in due if e.step > last]
+    sink.write_events(due)
+
+
+def split_at_events(batch: dict[str, Series], event_steps: list[int]) -> list[dict[str, Series]]:
+    """``batch`` cut after each event step, as the monitor delivers it (a flush follows every event step)."""
+    steps = batch["lrmon/phase"].steps
+    cuts = sorted({int(np.searchsorted(steps, e, side="right")) for e in event_steps} | {len(steps)})
+    pieces, begin = [], 0
+    for end in cuts:
+        if end > begin:
+            pieces.append({tag: Series(s.steps[begin:end], s.values[begin:end]) for tag, s in batch.items()})
+            begin = end
+    return pieces
 
 
 def monitored_run(sink: Any, steps: int, **monitor_kwargs: Any) -> lrmon.MemorySink:

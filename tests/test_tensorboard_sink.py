@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import resource
 import shutil
+import sys
 import warnings
 from contextlib import suppress
 from pathlib import Path
@@ -14,7 +16,10 @@ import numpy as np
 import pytest
 
 import lrmon
-from lrmon.integrations.tensorboard import STATE_FILE_NAME, TensorBoardSink, read_config, read_layout
+from lrmon.integrations.tensorboard import (
+    FIGURE_TAG, LR_CHART, PHASE_CHART, STATE_FILE_NAME, TensorBoardSink, read_config, read_layout,
+)
+from lrmon.integrations._figure import FIGURE_SIZE
 
 from _trackers import (
     CONFIG, TWO_GROUPS, accumulator, batches, call_with_timeout, curve, events, monitored_run, run_info, texts,
@@ -49,7 +54,8 @@ def test_scalars_events_layout_config_read_back_after_flush_without_close(tmp_pa
     for kind, (step, detail) in expected.items():
         assert texts(acc, f"lrmon/events/{kind}") == [(step, detail)]  # exactly once, own tag, at its step
 
-    assert read_layout(tmp_path / "tb")["lrmon"]["lr vs loss"] == ["^lr$", "^loss$"]
+    layout = read_layout(tmp_path / "tb")["lrmon"]  # one chart per quantity, in this order
+    assert list(layout.items()) == [(LR_CHART, ["lr"]), ("loss", ["^loss$"]), (PHASE_CHART, [lrmon.PHASE_TAG])]
     assert read_config(tmp_path / "tb") == {"schedule": CONFIG.to_dict(), "log_every": 1}
     assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
     sink.close()
@@ -76,7 +82,9 @@ def test_two_groups_layout_names_every_lr_tag(tmp_path: Path) -> None:
     _, lrs, _ = curve(TWO_GROUPS, 0, 150)
     for g in range(2):
         np.testing.assert_array_equal(scalars(acc, f"lr/pg{g}")[1], lrs[:, g].astype(np.float32))
-    assert read_layout(tmp_path)["lrmon"]["lr vs loss"] == ["^lr/pg0$", "^lr/pg1$", "^loss$", "^val_loss$"]
+    assert read_layout(tmp_path)["lrmon"] == {
+        LR_CHART: ["lr/pg0", "lr/pg1"], "loss": ["^loss$"], "val_loss": ["^val_loss$"], PHASE_CHART: ["lrmon/phase"],
+    }
 
 
 def test_resume_purges_the_crashed_attempt_from_start_step(tmp_path: Path) -> None:
@@ -226,3 +234,52 @@ def test_non_finite_metrics_are_recorded_not_rejected(tmp_path: Path) -> None:
     sink.close()
     values = [e.value for e in accumulator(tmp_path).Scalars("loss")]
     assert np.isnan(values[0]) and values[1:] == [np.inf, -np.inf]
+
+
+def figure_pixels(image) -> np.ndarray:
+    """A TensorBoard image record's PNG decoded with matplotlib (height, width, RGBA), checked against its size."""
+    from matplotlib.image import imread
+
+    assert (image.width, image.height) == FIGURE_SIZE
+    pixels = imread(io.BytesIO(image.encoded_image_string), format="png")
+    assert pixels.shape == (FIGURE_SIZE[1], FIGURE_SIZE[0], 4)
+    return pixels
+
+
+def has_color(pixels: np.ndarray, hex_color: str) -> bool:
+    """Whether some pixel is exactly ``hex_color`` (a line drawn in it)."""
+    rgb = (pixels[..., :3] * 255).round().astype(np.int64)
+    want = [int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]
+    return bool((rgb == want).all(axis=-1).any())
+
+
+def test_lr_vs_loss_figure_at_each_save_and_at_close(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    memory = monitored_run(TensorBoardSink(tmp_path, figure_every_s=0), N, flush_every=64, save_every=150,
+                           state_dir=tmp_path / "s")
+    saves = [step for step, _ in memory.saved_states]
+    assert saves == [150, 300]
+    images = accumulator(tmp_path).Images(FIGURE_TAG)
+    assert [image.step for image in images] == saves + [N]  # at save_state and at close, never per write
+    pixels = [figure_pixels(image) for image in images]
+    for picture in pixels:
+        assert has_color(picture, "#1f77b4") and has_color(picture, "#d62728")  # the LR and the loss curves
+    assert not np.array_equal(pixels[0], pixels[1])  # each figure shows the run so far
+
+
+def test_without_matplotlib_the_figure_is_skipped_with_one_warning(tmp_path: Path, monkeypatch) -> None:
+    for name in [name for name in sys.modules if name.split(".")[0] == "matplotlib"] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if matplotlib were not installed
+    sink = TensorBoardSink(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_run(sink, stop=100)
+        state = tmp_path / "state.json"
+        state.write_text("{}")
+        sink.save_state(state, 50)
+        sink.save_state(state, 100)
+        sink.close()
+    notes = [str(w.message) for w in caught if "figure" in str(w.message)]
+    assert len(notes) == 1 and "pip install 'lrmon[plot]'" in notes[0], notes
+    acc = accumulator(tmp_path)
+    assert FIGURE_TAG not in acc.Tags()["images"] and len(acc.Scalars("lr")) == 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 import lrmon
-from lrmon.integrations.wandb import STEP_METRIC, WandbSink, read_offline_run
+from lrmon.integrations.wandb import FIGURE_KEY, STEP_METRIC, WandbSink, read_offline_run
+from lrmon.integrations._figure import FIGURE_SIZE
 from lrmon.state import read_state
 
 from _trackers import (
@@ -82,20 +84,27 @@ def test_sink_interface_read_back(wandb_env: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(np.array(chart["data"], dtype=float), np.column_stack([steps, lrs[:, 0], loss]))
     assert "lrmon/lr_vs_loss_table" in run["tables"]  # the line_series panel's data
 
+    if importlib.util.find_spec("matplotlib") is not None:  # the LR-vs-loss picture needs 'lrmon[plot]'
+        from matplotlib.image import imread
 
-def test_relogging_earlier_steps_after_resume_is_kept(wandb_env: Path) -> None:
-    """Rows carry trainer/step and no ``step=``: a resumed attempt re-logging steps 150..199 is not dropped."""
+        figure = run["summary"][FIGURE_KEY]  # logged once, in the final row
+        assert figure["_type"] == "image-file" and (figure["width"], figure["height"]) == FIGURE_SIZE
+        assert rows_by_step(run["history"], f"{FIGURE_KEY}.path") == {N - 1: [figure["path"]]}
+        pixels = imread(Path(identity["wandb_run_dir"]) / "files" / figure["path"])
+        assert pixels.shape == (FIGURE_SIZE[1], FIGURE_SIZE[0], 4) and pixels[..., :3].var() > 1e-3
+
+
+def test_rows_are_logged_at_their_train_step_with_events_in_them(wandb_env: Path) -> None:
+    """wandb's ``_step`` is the train step; each event lands in the row of its step, not a row of its own."""
     sink = WandbSink(dir=wandb_env)
-    sink.open(run_info(TWO_GROUPS))
-    steps, lrs, _ = curve(TWO_GROUPS, 0, 200)
-    sink.write_scalars({"lr/pg0": lrmon.Series(steps, lrs[:, 0]), "lr/pg1": lrmon.Series(steps, lrs[:, 1])})
-    again = steps[150:]
-    sink.write_scalars({"lr/pg0": lrmon.Series(again, np.full(len(again), 0.25))})
+    write_run(sink, TWO_GROUPS, 0, 200)
     sink.close()
-    got = rows_by_step(read_offline_run(sink.identity()["wandb_run_dir"])["history"], "lr/pg0")
-    assert sorted(got) == list(range(200))
-    assert all(got[s] == [pytest.approx(lrs[s, 0], rel=1e-12), 0.25] for s in range(150, 200))
-    assert all(len(got[s]) == 1 for s in range(150))
+    history = read_offline_run(sink.identity()["wandb_run_dir"])["history"]
+    train_rows = [row for row in history if "lr/pg0" in row]
+    assert [row["_step"] for row in train_rows] == [row["trainer/step"] for row in train_rows] == list(range(200))
+    for event in events(TWO_GROUPS, 200):
+        (row,) = [row for row in history if f"lrmon/event/{event.kind}" in row]
+        assert row["_step"] == event.step and "lr/pg0" in row  # merged into the step's own row
 
 
 def test_users_run_is_not_finished_and_gets_step_metrics(wandb_env: Path) -> None:
@@ -144,7 +153,7 @@ def test_monitor_with_memory_and_wandb_sinks(wandb_env: Path, tmp_path: Path) ->
     assert saved == [step for step, _ in memory.saved_states] and saved[-1] == N
     state = read_state(sink.artifact_dir)  # what resume_from= reads offline
     assert state.step == N and state.config == CONFIG
-    assert state.trackers.get("wandb_run_id") == run["run_id"]  # identity() went into the state
+    assert state.trackers["WandbSink"]["wandb_run_id"] == run["run_id"]  # identity() went into the state
     for tag in ("lr", "loss", "lrmon/phase"):
         got = rows_by_step(run["history"], tag)
         expected = dict(memory.scalars[tag])
