@@ -33,6 +33,8 @@ writes nothing when ``info.write`` is false.
 
 from __future__ import annotations
 
+import dataclasses
+
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -146,7 +148,9 @@ def _build_class() -> type:
             if not isinstance(sink, Sink):
                 raise TypeError(f"SinkMetricWriter needs an lrmon Sink, got {type(sink).__name__}")
             self.sink = sink
-            self._info = info or RunInfo(start_step=0, config={}, lr_tags=("lr",))
+            # several clu producers share the writer (the loop's metrics, the monitor's batches): no step order
+            self._info = dataclasses.replace(info or RunInfo(start_step=0, config={}, lr_tags=("lr",)),
+                                             in_step_order=False)
             self._opened = False
             self._closed = False
             self._warned: set[str] = set()

@@ -273,7 +273,7 @@ class TensorBoardSink(Sink):
         self._figure = RunFigure(self._layout_metrics[0] if self._layout_metrics else "loss", figure_points)
         self._figure_step: int | None = None
         self._figure_every_s = figure_every_s
-        self._figure_time = -float("inf")  # time.monotonic() of the last figure
+        self._figure_time = 0.0  # time.monotonic() of the last figure (or of open)
         self._gate = WriteGate(self.name)
         self._protos: Any = None
         self._file: _EventFile | _UserWriterFile | None = None
@@ -309,6 +309,7 @@ class TensorBoardSink(Sink):
             logdir.mkdir(parents=True, exist_ok=True)
             self._file = _EventFile(protos, logdir, purge_step=info.start_step)
         self._figure.open(info)
+        self._figure_time = time.monotonic()  # the first figure at a save comes figure_every_s from now
         self._write_summaries([layout_summary(protos, info.lr_tags, self._layout_metrics)], step=info.start_step)
 
     def write_config(self, config: Mapping[str, Any]) -> None:

@@ -4,8 +4,8 @@ What the run gets:
 
 * one history row per train step, logged with ``step=t`` so that wandb's ``_step`` is the train step:
   ``{"lr": ..., "loss": ..., "lrmon/phase": ..., "trainer/step": t}`` (``trainer/step`` is also defined as the
-  x-axis metric). On a run you made yourself, rows are logged without ``step=`` (your own rows keep wandb's
-  counter) and ``trainer/step`` is the axis;
+  x-axis metric). On a run you made yourself, or when the sink is shared by several producers (the clu adapter:
+  rows come out of step order), rows are logged without ``step=`` and ``trainer/step`` is the axis;
 * each event in the row of its step, ``"lrmon/event/<kind>": 1``, and ``run.summary["lrmon/events/<kind>"] =
   step``; at close, a table ``lrmon/events`` (step, kind, the LR of each group, detail);
 * the configuration as ``run.config["lrmon"]``;
@@ -139,6 +139,7 @@ class WandbSink(Sink):
         self._rewind = rewind
         self._skip_upto = -1  # the run already holds the rows and events of steps <= this (an earlier attempt)
         self._pending = False  # a row was logged with step= and not committed yet
+        self._log_steps = False  # log with step=t (an own run fed in step order); else trainer/step only
         self._gate = WriteGate(self.name)
         self._config: dict[str, Any] = {}
         self._defined: set[str] = set()
@@ -188,8 +189,9 @@ class WandbSink(Sink):
             self._run = wandb.init(dir=str(self._dir), settings=settings, **kwargs)
         else:
             self._continuation(info, self._run.id)  # refuses a state that names another run
-        if info.resumed:
-            self._skip_upto = info.start_step - 1 if self._rewind else max(info.start_step - 1, self._held_upto())
+        self._log_steps = self._owns_run and info.in_step_order
+        # an earlier attempt of this run id (resumed, or restarted from scratch with the same id=) wrote these
+        self._skip_upto = info.start_step - 1 if self._rewind else max(info.start_step - 1, self._held_upto())
         self._run.define_metric(STEP_METRIC)
         if self._owns_run:
             self._run.define_metric("*", step_metric=STEP_METRIC)
@@ -294,10 +296,10 @@ class WandbSink(Sink):
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _log(self, row: Mapping[str, Any], step: int) -> None:
-        """Log ``row`` at train step ``step``: as wandb's step on an own run (merged with what that step already
-        has), with ``trainer/step`` only on a user's run."""
-        if self._owns_run:
-            if step < self._run.step:  # out of the monitor's order: that row is committed (summary, table keep it)
+        """Log ``row`` at train step ``step``: as wandb's step on an own run fed in step order (merged with what
+        that step already has), else with ``trainer/step`` only."""
+        if self._log_steps:
+            if step < self._run.step:  # out of the promised order: that row is committed (summary, table keep it)
                 return
             self._run.log({**row, STEP_METRIC: step}, step=step)
             self._pending = True
@@ -321,8 +323,8 @@ class WandbSink(Sink):
         """The last train step the run already holds: offline, the last ``_step`` in the earlier attempts'
         directories of this run id; online, the run's step before this attempt (-1 if none)."""
         run = self._run
-        if not self._owns_run:
-            return -1  # a user's run counts its own steps: lrmon's rows carry trainer/step only
+        if not self._log_steps:
+            return -1  # rows carry trainer/step only: wandb's own steps say nothing about train steps
         if not run.offline:
             return run.step - 1 if run.resumed else -1
         current = Path(run.settings.sync_dir).resolve()

@@ -496,10 +496,14 @@ class LRMonitor:
         return last[1] if self._writes and last is not None and last[0] == self._step else None
 
     def state_dict(self) -> dict[str, Any]:
-        """The monitor's state now, as the JSON-ready dict a state file holds (without its checksum), on every
-        process: store it with the model's checkpoint (e.g. orbax, :mod:`lrmon.integrations.orbax`) and pass it
-        back as ``resume_from=``. Records are flushed first; ``trackers`` is what the last save found durable."""
-        self._write_due()
+        """Save the state now (:meth:`save_state`, which waits) and return it as the JSON-ready dict a state file
+        holds (without its checksum), on every process.
+
+        Store it with the model's checkpoint (e.g. orbax, :mod:`lrmon.integrations.orbax`) and pass it back as
+        ``resume_from=``: since the save waited until every tracker held every record below this step (or was
+        marked failed in ``trackers``), a resume at the checkpoint's step leaves no gap in any tracker.
+        """
+        self.save_state()
         with self._lock:
             return state_to_dict(self._snapshot())
 
@@ -605,6 +609,7 @@ class LRMonitor:
         for sink, key in zip(sinks, sink_keys(sinks)):  # each sink learns what it held in the resumed state
             self._sinks.call_one(sink, "open", dataclasses.replace(info, previous=self._saver.trackers.get(key, {})))
         self._sinks.call("write_config", config)
+        self._saver.note_identities()
 
 
 def _padded(steps: np.ndarray, size: int) -> np.ndarray:

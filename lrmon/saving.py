@@ -61,6 +61,16 @@ class StateSaver:
         #: ``(step, path)`` of the last state file written
         self.last: tuple[int, Path] | None = None
 
+    def note_identities(self) -> None:
+        """Record each open sink's identity (e.g. its W&B run id) before any save, so that even a state taken
+        before the first save (``monitor.state_dict()`` in an early model checkpoint) names the trackers' runs."""
+        active = self._courier.sinks
+        for sink in self._sinks:
+            ok, identity = active.call_one(sink, "identity")
+            if ok and identity:
+                key = self._keys[id(sink)]
+                self.trackers[key] = {HOLDS_KEY: None, **self.trackers.get(key, {}), **identity}
+
     def save(self, state: MonitorState) -> None:
         """Store ``state`` (its ``trackers`` filled in here) once every record sent before it is durable."""
         self._courier.submit(lambda: self._store(state))

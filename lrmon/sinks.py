@@ -68,7 +68,9 @@ class RunInfo:
     order. The monitor opens sinks on JAX process 0 only; ``write`` is false where a sink is opened elsewhere (e.g.
     through the clu adapter on another process): the sink must then do no I/O. ``previous`` is this sink's entry
     in the state the run resumed from (its ``identity()`` then, e.g. the W&B run id, and ``holds_steps_below``:
-    the step below which it held every record), empty on a fresh run.
+    the step below which it held every record), empty on a fresh run. ``in_step_order`` says that records come
+    in step order (see the module docstring): the monitor's do; a sink shared by several producers (the clu
+    adapter) is opened with it false.
     """
 
     start_step: int
@@ -77,6 +79,7 @@ class RunInfo:
     resumed: bool = False
     write: bool = True
     previous: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    in_step_order: bool = True
 
 
 def iter_rows(batch: ScalarBatch) -> Iterator[tuple[int, dict[str, float]]]:

@@ -1,4 +1,12 @@
-"""Resume: SIGKILLed training runs continue from the TensorBoard logdir or the W&B artifact directory exactly."""
+"""Resume as real jobs do it: SIGKILL at any moment (construction, mid-step, inside a save), the model restored at
+its own checkpoint step, the monitor resumed there from each kind of source in turn; then every tracker is read
+back with its own reader and counted.
+
+Checked after every chain of kills: TensorBoard (classic ``EventAccumulator`` and the UI's
+``plugin_event_accumulator``) and W&B (every attempt directory of the one run id, in the order ``wandb sync``
+uploads them) hold every train step exactly once, with the LR bit-identical to an uninterrupted run and equal to
+the LR the optimizer applied; each schedule event is held once.
+"""
 
 from __future__ import annotations
 
@@ -6,164 +14,150 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import (
-    STORE_EVERYTHING_SIZE_GUIDANCE,
-    EventAccumulator,
-)
 
-import lrmon
-from lrmon.integrations.wandb import read_offline_run
-from lrmon.state import STATE_FILE_NAME, StateError, read_state
+from _trackers import accumulator
+from lrmon.integrations.wandb import inspect_records
+from lrmon.state import StateError, read_state
 
 WORKER = Path(__file__).parent / "_resume" / "train_worker.py"
-STEPS, SAVE_EVERY = 200, 25
-EVENT_KINDS = ("warmup_start", "warmup_end", "cosine_start", "end")
+STEPS, SAVE_EVERY, CKPT_EVERY = 200, 25, 30  # the model's checkpoints are on a cadence of their own
+SOURCES = ("ckpt", "tensorboard", "wandb", "state")
+EXPECTED_EVENTS = {"warmup_start": 0, "warmup_end": 39, "cosine_start": 40, "end": 199}
 
 
-def run_worker(out: Path, *args: str, expect_kill: bool = False) -> dict | None:
-    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline", "WANDB_DIR": str(out),
-           "WANDB_DATA_DIR": str(out / "wandb-data"), "WANDB_CACHE_DIR": str(out / "wandb-cache"),
-           "WANDB_CONFIG_DIR": str(out / "wandb-config")}
-    proc = subprocess.run([sys.executable, str(WORKER), "--out", str(out), "--steps", str(STEPS),
-                           "--save-every", str(SAVE_EVERY), *args], env=env, capture_output=True, text=True,
-                          timeout=180)
-    if expect_kill:
-        assert proc.returncode == -9, proc.stderr[-3000:]
-        return None
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def worker_env(out: Path) -> dict[str, str]:
+    return {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline", "WANDB_DIR": str(out),
+            "WANDB_DATA_DIR": str(out / "wandb-data"), "WANDB_CACHE_DIR": str(out / "wandb-cache"),
+            "WANDB_CONFIG_DIR": str(out / "wandb-config"), "JAX_PLATFORMS": "cpu"}
 
 
-def applied_lrs(out: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["lr"]) for r in map(json.loads, (out / "applied.jsonl").read_text().splitlines())]
+def start_worker(out: Path, *args: str) -> subprocess.Popen:
+    command = [sys.executable, str(WORKER), "--out", str(out), "--steps", str(STEPS), "--save-every",
+               str(SAVE_EVERY), "--ckpt-every", str(CKPT_EVERY), *args]
+    return subprocess.Popen(command, env=worker_env(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, kill_after: float | None = None) -> subprocess.CompletedProcess:
+    """Wait for the worker; with ``kill_after``, SIGKILL it that many seconds after its start if still running."""
+    if kill_after is not None:
+        try:
+            process.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    stdout, stderr = process.communicate(timeout=240)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_chain(out: Path, kills: list[tuple[str, float | int]]) -> list[subprocess.CompletedProcess]:
+    """Attempts until one finishes: each kill is ("time", seconds after start) or ("step", SIGKILL after that
+    step) or ("save", SIGKILL inside the first state save at or after that step); attempt k > 1 resumes from
+    ``SOURCES[k % 4]`` at the model's checkpoint step."""
+    results = []
+    for attempt in range(len(kills) + 1):
+        resume = ["--resume", SOURCES[attempt % len(SOURCES)]] if attempt else []
+        kind, when = kills[attempt] if attempt < len(kills) else ("none", None)
+        extra = {"step": ["--crash-at", str(when)], "save": ["--crash-at", str(when), "--crash-in-save"]}.get(kind, [])
+        sleep = ["--step-sleep", "0.01"] if kind == "time" else []
+        result = finish(start_worker(out, *resume, *extra, *sleep), when if kind == "time" else None)
+        results.append(result)
+        if result.returncode == 0:
+            return results
+        assert result.returncode == -9, result.stderr[-3000:]
+    raise AssertionError(f"no attempt finished: {[r.returncode for r in results]}")
+
+
+def applied_lrs(out: Path) -> dict[int, float]:
+    """The LR the optimizer applied at each step (the last attempt that ran the step wins)."""
+    lines = (out / "applied.jsonl").read_text().splitlines()
+    return {r["step"]: r["lr"] for r in map(json.loads, lines)}
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> dict[str, object]:
+def reference(tmp_path_factory) -> dict[int, float]:
     out = tmp_path_factory.mktemp("uninterrupted")
-    info = run_worker(out)
+    (result,) = run_chain(out, [])
+    assert result.returncode == 0, result.stderr[-3000:]
     lrs = applied_lrs(out)
-    assert [s for s, _ in lrs] == list(range(STEPS))
-    return {"lrs": [lr for _, lr in lrs], "out": out, "info": info}
+    assert sorted(lrs) == list(range(STEPS))
+    return lrs
 
 
-def tensorboard_records(logdir: Path) -> tuple[dict[str, list], dict[str, list[int]]]:
-    accumulator = EventAccumulator(str(logdir), size_guidance=STORE_EVERYTHING_SIZE_GUIDANCE)
-    accumulator.Reload()
-    tags = accumulator.Tags()
-    scalars = {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in tags["scalars"]}
-    events = {tag.rsplit("/", 1)[-1]: [e.step for e in accumulator.Tensors(tag)]
-              for tag in tags["tensors"] if tag.startswith("lrmon/events/")}
-    return scalars, events
+def ui_texts(logdir: Path) -> dict[str, list[int]]:
+    """Event texts as the TensorBoard UI's reader sees them (it purges texts at a resume, the classic one not)."""
+    from tensorboard.backend.event_processing import plugin_event_accumulator
+
+    acc = plugin_event_accumulator.EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {tag: [e.step for e in acc.Tensors(tag)] for tag in acc.Tags()["tensors"] if tag.startswith("lrmon/events/")}
 
 
-def crashed_then_resumed(out: Path, crash_at: int, source: str, in_save: bool) -> tuple[int, dict]:
-    """Run until SIGKILL, resume from ``source`` ("tensorboard" or "wandb-artifact"); return (resume step, info)."""
-    run_worker(out, "--crash-at", str(crash_at), *(["--crash-in-save"] if in_save else []), expect_kill=True)
-    if source == "tensorboard":
-        resume_from = out / "tb"
-    else:
-        [resume_from] = list((out / "wandb").glob("wandb/offline-run-*/lrmon-artifact"))
-    state = read_state(resume_from)
-    assert state.step % SAVE_EVERY == 0 and state.step <= crash_at + 1
-    info = run_worker(out, "--resume-from", str(resume_from))
-    return state.step, info
+def check_tensorboard(logdir: Path, reference: dict[int, float]) -> None:
+    acc = accumulator(logdir)
+    lr = [(e.step, e.value) for e in acc.Scalars("lr")]
+    assert [step for step, _ in lr] == list(range(STEPS))  # each step once: the purge hides the superseded rows
+    np.testing.assert_array_equal([value for _, value in lr], np.float32([reference[s] for s in range(STEPS)]))
+    assert [e.step for e in acc.Scalars("loss")] == list(range(STEPS))
+    ui = ui_texts(logdir)
+    for kind, step in EXPECTED_EVENTS.items():
+        assert ui[f"lrmon/events/{kind}"] == [step], (kind, ui)
+        assert {e.step for e in acc.Tensors(f"lrmon/events/{kind}")} == {step}  # classic: maybe a superseded copy
+    assert "lrmon/events/overrun" not in ui
 
 
-def random_step(seed: int) -> int:
-    return int(np.random.default_rng(seed).integers(SAVE_EVERY, STEPS - 10))
+def check_wandb(out: Path, reference: dict[int, float]) -> None:
+    runs = sorted((out / "wandb" / "wandb").glob("offline-run-*"))  # start order: the order wandb sync uploads
+    assert len({run.name.rsplit("-", 1)[1] for run in runs}) == 1, runs  # one run id across the attempts
+    rows = [record["history"]["item"] for run in runs for record in inspect_records(run)
+            if record.get("type") == "history"]
+    lr_rows = [row for row in rows if "lr" in row]
+    assert [int(row["_step"]) for row in lr_rows] == list(range(STEPS))  # each train step once, in order
+    assert [int(row["trainer/step"]) for row in lr_rows] == list(range(STEPS))
+    assert [float(row["lr"]) for row in lr_rows] == [float(np.float32(reference[s])) for s in range(STEPS)]
+    for kind, step in EXPECTED_EVENTS.items():
+        assert [int(row["_step"]) for row in rows if f"lrmon/event/{kind}" in row] == [step], kind
 
 
-@pytest.mark.parametrize("crash_at,source,in_save", [
-    (45, "tensorboard", False),  # after warmup_end/cosine_start (39, 40) but before the save at 50: re-emitted
-    (random_step(1), "tensorboard", True),
-    (random_step(2), "wandb-artifact", False),
-    (random_step(3), "wandb-artifact", True),
-    (random_step(4), "tensorboard", False),
-])
-def test_killed_run_resumes_exactly(tmp_path, reference, crash_at, source, in_save):
-    resumed_at, info = crashed_then_resumed(tmp_path, crash_at, source, in_save)
-
-    # The LR sequence, crashed part up to the resume step + resumed part, equals the uninterrupted run's bitwise.
-    lines = applied_lrs(tmp_path)
-    restart = next(i for i in range(1, len(lines)) if lines[i][0] <= lines[i - 1][0])
-    crashed, resumed = lines[:restart], lines[restart:]
-    assert crashed[-1][0] >= crash_at - (SAVE_EVERY if in_save else 0) and resumed[0][0] == resumed_at
-    first_part = [(s, lr) for s, lr in crashed if s < resumed_at]
-    second_part = resumed
-    combined = first_part + second_part
-    assert [s for s, _ in combined] == list(range(STEPS))
-    assert [lr for _, lr in combined] == reference["lrs"]
-
-    # TensorBoard (purge applied by its own reader): every step once with the right value, every event once.
-    scalars, events = tensorboard_records(tmp_path / "tb")
-    assert [s for s, _ in scalars["lr"]] == list(range(STEPS))
-    np.testing.assert_array_equal([v for _, v in scalars["lr"]], np.float32(reference["lrs"]))
-    assert [s for s, _ in scalars["loss"]] == list(range(STEPS))
-    for kind in EVENT_KINDS:
-        assert len(events[kind]) == 1, (kind, events[kind])
-    assert events["resume"] == [resumed_at]
-
-    # W&B: the continued run holds each step from the resume step on exactly once, and its events.
-    run = read_offline_run(info["wandb_run_dir"])
-    rows = [row for row in run["history"] if "lr" in row]
-    assert [row["trainer/step"] for row in rows] == list(range(resumed_at, STEPS))
-    np.testing.assert_allclose([row["lr"] for row in rows], reference["lrs"][resumed_at:], rtol=1e-6)
-    assert run["summary"]["lrmon/events/resume"] == resumed_at
-    assert [a["type"] for a in run["artifacts"]].count("lr-schedule-state") >= 1
+CHAINS = {  # a few fixed chains in the suite; test_many_random_kills (-m slow) runs 24 random ones
+    "mid-step, then inside a save": [("step", 113), ("save", 150)],
+    "inside the first save, then mid-warmup": [("save", 25), ("step", 33)],
+    "during construction, then mid-run": [("time", 1.0), ("step", 171)],
+    "three kills": [("step", 61), ("save", 100), ("step", 143)],
+}
 
 
-def test_uninterrupted_run_has_one_state_artifact_per_save(reference):
-    run = read_offline_run(reference["info"]["wandb_run_dir"])
-    states = [a for a in run["artifacts"] if a["type"] == "lr-schedule-state"]
-    assert sorted(a["metadata"]["step"] for a in states) == list(range(SAVE_EVERY, STEPS + 1, SAVE_EVERY))
-    assert all("latest" in a["aliases"] and f"step-{a['metadata']['step']}" in a["aliases"] for a in states)
-    state = read_state(reference["out"] / "tb")
-    assert state.step == STEPS and {k for k, _ in state.emitted_events} == set(EVENT_KINDS)
+@pytest.mark.parametrize("chain", list(CHAINS), ids=list(CHAINS))
+def test_killed_runs_resume_exactly(tmp_path, reference, chain):
+    results = run_chain(tmp_path, CHAINS[chain])
+    assert results[-1].returncode == 0
+    assert applied_lrs(tmp_path) == reference  # the optimizer's LR: bit for bit the uninterrupted run's
+    check_tensorboard(tmp_path / "tb", reference)
+    check_wandb(tmp_path, reference)
+    assert read_state(tmp_path / "tb").step == read_state(tmp_path / "wandb").step == STEPS
 
 
-def test_mismatched_configuration_is_refused_unless_allowed(tmp_path):
-    sink = lrmon.MemorySink()
-    with lrmon.LRMonitor(lrmon.WarmupCosineSchedule(0.1, 10, 100), [sink], state_dir=tmp_path) as monitor:
-        for _ in range(30):
-            monitor.step()
-    changed = lrmon.WarmupCosineSchedule(0.2, 10, 120)
-    with pytest.raises(lrmon.ConfigMismatchError, match=r"\['base_lrs', 'total_steps'\]"):
-        lrmon.LRMonitor(changed, [lrmon.MemorySink()], resume_from=tmp_path / STATE_FILE_NAME)
-    assert int(changed.last_epoch.value) == 0  # nothing changed by the failed resume
-
-    resumed_sink = lrmon.MemorySink()
-    with lrmon.LRMonitor(changed, [resumed_sink], resume_from=tmp_path / STATE_FILE_NAME,
-                         allow_config_change=True) as monitor:
-        for _ in range(5):
-            monitor.step()
-    assert resumed_sink.scalars["lr"][0][0] == 30
-    assert resumed_sink.scalars["lr"][0][1] == pytest.approx(float(changed.lr_at(30)[0]))
-    assert resumed_sink.events == [(30, "resume")]
-    assert "configuration changed in ['base_lrs', 'total_steps']" in resumed_sink.event_records[0].detail
+@pytest.mark.slow
+def test_many_random_kills(tmp_path_factory, reference):
+    """24 chains of 1-3 SIGKILLs at random moments (wall clock: construction, steps, saves), each chain checked."""
+    rng = np.random.default_rng(12)
+    started = time.monotonic()
+    for case in range(24):
+        out = tmp_path_factory.mktemp(f"random{case}")
+        kills = [("time", float(rng.uniform(0.5, 9.0))) for _ in range(int(rng.integers(1, 4)))]
+        run_chain(out, kills)
+        assert applied_lrs(out) == reference, (case, kills)
+        check_tensorboard(out / "tb", reference)
+        check_wandb(out, reference)
+    print(f"24 random kill chains checked in {time.monotonic() - started:.0f} s")
 
 
-def test_resume_from_a_corrupted_state_raises_and_changes_nothing(tmp_path):
-    with lrmon.LRMonitor(lrmon.WarmupCosineSchedule(0.1, 10, 100), state_dir=tmp_path) as monitor:
-        for _ in range(12):
-            monitor.step()
-    path = tmp_path / STATE_FILE_NAME
-    path.write_bytes(path.read_bytes().replace(b'"step":12', b'"step":13'))
-    schedule = lrmon.WarmupCosineSchedule(0.1, 10, 100)
-    with pytest.raises(StateError, match="checksum"):
-        lrmon.LRMonitor(schedule, resume_from=path)
-    assert int(schedule.last_epoch.value) == 0
-
-
-def test_a_wandb_artifact_reference_that_cannot_be_downloaded_raises_and_changes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path))  # no stored key either
-    schedule = lrmon.WarmupCosineSchedule(0.1, 10, 100)
-    with pytest.raises(StateError, match="me/proj/lrmon-state-abc:latest: cannot download the W&B artifact"):
-        lrmon.LRMonitor(schedule, resume_from="wandb-artifact:me/proj/lrmon-state-abc:latest")
-    assert int(schedule.last_epoch.value) == 0
+def test_resume_from_a_missing_or_damaged_state_is_refused(tmp_path):
+    with pytest.raises(StateError, match="no such file"):
+        read_state(tmp_path / "nothing")
+    (tmp_path / "lrmon_state.json").write_text("{}")
+    with pytest.raises(StateError):
+        read_state(tmp_path)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
+import time
 from contextlib import suppress
 from pathlib import Path
 
@@ -125,10 +127,23 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def _child(tmp: Path, timeout: float = 45.0, **args: object) -> dict:
-    """Run the child; SIGKILL it (it alone) on ``ACK``. Returns its JSON line.
+def _cores_of(pid: int) -> list[int]:
+    """The wandb-core processes serving process ``pid`` (``--pid <pid>`` on their command line)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if proc.name.isdigit() and b"wandb-core" in argv[0] and b"--pid" in argv:
+                if argv[argv.index(b"--pid") + 1] == str(pid).encode():
+                    found.append(int(proc.name))
+    return found
 
-    At ``timeout`` its whole session goes (a SIGSTOPped wandb-core would keep the stdout pipe open).
+
+def _child(tmp: Path, timeout: float = 45.0, **args: object) -> dict:
+    """Run the child; SIGKILL it (it alone) the moment it prints ``ACK``. Returns its JSON line.
+
+    Lines are read with a deadline: a wandb-core left SIGSTOPped by a failing child would keep the pipe open.
+    At the deadline the child and its wandb-core are killed and the test fails.
     """
     tmp.mkdir(parents=True, exist_ok=True)
     script = tmp / "child.py"
@@ -138,25 +153,28 @@ def _child(tmp: Path, timeout: float = 45.0, **args: object) -> dict:
     with open(tmp / "child.err", "w") as err:
         proc = subprocess.Popen([sys.executable, str(script), str(MODULE), json.dumps(args)], cwd=tmp,
                                 env=_env(tmp), stdout=subprocess.PIPE, stderr=err, text=True,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def kill_session() -> None:
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    watchdog = threading.Timer(timeout, kill_session)
-    watchdog.start()
+                                stdin=subprocess.DEVNULL)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=lambda: [*map(lines.put, proc.stdout), lines.put(None)], daemon=True).start()
+    deadline = time.monotonic() + timeout
     info = None
     try:
-        for line in proc.stdout:
+        while True:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line is None:
+                break
             if line.startswith("{"):
                 info = json.loads(line)
             elif line.strip() == "ACK":
                 proc.send_signal(signal.SIGKILL)  # at once: no time for wandb-core to catch up
                 break
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except (queue.Empty, subprocess.TimeoutExpired):
+        for pid in [proc.pid, *_cores_of(proc.pid)]:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.wait()
-    finally:
-        watchdog.cancel()
+        pytest.fail(f"child hung for {timeout:g} s: {(tmp / 'child.err').read_text()[-3000:]}")
     assert info is not None, f"child printed nothing (rc {proc.returncode}): {(tmp / 'child.err').read_text()[-3000:]}"
     return info
 
@@ -219,6 +237,9 @@ def test_offline_resume_of_a_killed_attempt(tmp_path: Path) -> None:
     steps = [-1 if s is None else s for s in seen]
     assert steps == sorted(steps) and seen[-1] == last and seen[0] is None
     assert last_logged_step([]) is None
+    empty = tmp_path / "offline-run-x-durable1-1"  # an attempt killed before wandb-core made its file
+    empty.mkdir()
+    assert last_logged_step([empty]) is None and last_logged_step([*files, empty]) == last
 
     # attempt 2: same id, resume="allow": a new directory, steps restart at 0 locally, step=k > 0 is accepted
     second = _child(tmp_path / "two", dir=str(runs), id="durable1", mode="log", start=last + 1, n=50,

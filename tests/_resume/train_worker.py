@@ -28,6 +28,7 @@ import optax
 import lrmon
 from lrmon.integrations.tensorboard import TensorBoardSink
 from lrmon.integrations.wandb import WandbSink
+from lrmon.state import StateError
 
 SCHEDULE = dict(base_lr=0.1, warmup_steps=40, total_steps=200, warmup_start_lr=1e-3, eta_min=1e-3)
 
@@ -42,6 +43,18 @@ def kill_inside_saves_from(step_of_crash: int, monitor_ref: list) -> None:
         real_replace(source, destination)
 
     os.replace = replace
+
+
+def kill_child(sinks: list) -> None:
+    """SIGKILL the sink process (``--process-sink``) or else wandb-core, as a crash of that process would."""
+    if isinstance(sinks[0], lrmon.ProcessSink):
+        os.kill(sinks[0]._process.pid, signal.SIGKILL)  # noqa: SLF001 - the test reaches for the child's pid
+        return
+    children = {pid for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+                for pid in (task / "children").read_text().split()}
+    for pid in children:
+        if b"wandb-core" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def resume_source(out: Path, kind: str, checkpoint: dict) -> object:
@@ -59,6 +72,10 @@ def main() -> None:
     parser.add_argument("--crash-at", type=int)
     parser.add_argument("--crash-in-save", action="store_true")
     parser.add_argument("--step-sleep", type=float, default=0.0)
+    parser.add_argument("--at-saved-step", action="store_true", help="resume at the source's own step")
+    parser.add_argument("--process-sink", action="store_true", help="TensorBoard in a ProcessSink")
+    parser.add_argument("--kill-child-at", type=int, help="SIGKILL wandb-core / the sink process after this step")
+    parser.add_argument("--flush-timeout", type=float, default=60.0)
     args = parser.parse_args()
     monitor_ref: list = []
     if args.crash_in_save:
@@ -66,12 +83,23 @@ def main() -> None:
 
     ckpt_path = args.out / "ckpt.json"
     checkpoint = json.loads(ckpt_path.read_text()) if args.resume and ckpt_path.exists() else None
+    if args.at_saved_step and args.resume:  # the model restored at the step of the state it resumes from
+        checkpoint = {"step": None, "monitor": None}
     schedule = lrmon.WarmupCosineSchedule(**SCHEDULE)
-    sinks = [TensorBoardSink(args.out / "tb"), WandbSink(dir=args.out / "wandb", project="lrmon-resume-test")]
+    # a stable run id, as W&B recommends for preemptible jobs: one run even if an attempt dies before any save
+    tensorboard = TensorBoardSink(args.out / "tb")
+    sinks = [lrmon.ProcessSink([tensorboard]) if args.process_sink else tensorboard,
+             WandbSink(dir=args.out / "wandb", project="lrmon-resume-test", id=f"job{args.out.name[-12:]}",
+                       flush_timeout=args.flush_timeout)]
     resume = {} if checkpoint is None else {"resume_from": resume_source(args.out, args.resume, checkpoint),
                                             "resume_step": checkpoint["step"]}
-    monitor = lrmon.LRMonitor(schedule, sinks, save_every=args.save_every, flush_every=8,
-                              state_dir=args.out / "state", **resume)
+    try:
+        monitor = lrmon.LRMonitor(schedule, sinks, save_every=args.save_every, flush_every=8,
+                                  state_dir=args.out / "state", **resume)
+    except StateError:  # that source holds no state yet (killed before its first save): the checkpoint's own
+        resume["resume_from"] = checkpoint["monitor"]  # (a failed resume opened no sink: they can be reused)
+        monitor = lrmon.LRMonitor(schedule, sinks, save_every=args.save_every, flush_every=8,
+                                  state_dir=args.out / "state", **resume)
     monitor_ref.append(monitor)
     tx = optax.sgd(schedule)
     opt_state = tx.init(jnp.zeros(()))
@@ -97,6 +125,8 @@ def main() -> None:
                 os.rename(temporary, ckpt_path)
             if args.crash_at is not None and not args.crash_in_save and step == args.crash_at:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if step == args.kill_child_at:
+                kill_child(sinks)
             if args.step_sleep:
                 time.sleep(args.step_sleep)
     monitor.close()
