@@ -62,7 +62,9 @@ from typing import Any, Mapping, Sequence
 
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
 
-from lrmon.state import LOCAL_ARTIFACT_DIR, STATE_FILE_NAME, StateError, check_artifact_type, copy_state_file
+from lrmon.state import (
+    LOCAL_ARTIFACT_DIR, STATE_FILE_NAME, StateError, check_artifact_type, copy_state_file, wandb_run_dirs,
+)
 from lrmon.integrations._figure import RunFigure
 from lrmon.integrations._wandb_durable import commit_and_wait, last_logged_step
 from lrmon.integrations._process import WriteGate
@@ -139,6 +141,7 @@ class WandbSink(Sink):
         self._rewind = rewind
         self._skip_upto = -1  # the run already holds the rows and events of steps <= this (an earlier attempt)
         self._pending = False  # a row was logged with step= and not committed yet
+        self._last_step = -1  # the step of the last row logged with step= (wandb accepts that step or a later one)
         self._log_steps = False  # log with step=t (an own run fed in step order); else trainer/step only
         self._gate = WriteGate(self.name)
         self._config: dict[str, Any] = {}
@@ -299,10 +302,10 @@ class WandbSink(Sink):
         """Log ``row`` at train step ``step``: as wandb's step on an own run fed in step order (merged with what
         that step already has), else with ``trainer/step`` only."""
         if self._log_steps:
-            if step < self._run.step:  # out of the promised order: that row is committed (summary, table keep it)
-                return
+            if step < self._last_step or (step == self._last_step and not self._pending):
+                return  # out of the promised order: that row is committed (the summary and the table keep events)
             self._run.log({**row, STEP_METRIC: step}, step=step)
-            self._pending = True
+            self._pending, self._last_step = True, step
         else:
             self._run.log({**row, STEP_METRIC: step})
 
@@ -328,8 +331,8 @@ class WandbSink(Sink):
         if not run.offline:
             return run.step - 1 if run.resumed else -1
         current = Path(run.settings.sync_dir).resolve()
-        earlier = [d for d in current.parent.glob(f"*run-*-{run.id}") if d.resolve() != current]
-        held = last_logged_step(sorted(earlier))
+        earlier = [d for d in wandb_run_dirs(current.parent, run.id) if d.resolve() != current]
+        held = last_logged_step(earlier)
         return -1 if held is None else held
 
     def _define(self, tags: Any) -> None:

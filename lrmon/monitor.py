@@ -518,8 +518,11 @@ class LRMonitor:
         return self.save_every is not None and self._step >= self._next_save_step()
 
     def _save_if_due(self) -> None:
+        """Save at the multiple of ``save_every`` just reached, even when the records arrived past it (a compiled
+        loop's buffer): the state of a step is a function of the step, and the sinks hold every record below it."""
         if self._save_due():
-            self._save_flushed_state()
+            assert self.save_every is not None
+            self._save_flushed_state(self._step // self.save_every * self.save_every)
 
     def _next_save_step(self) -> int:
         assert self.save_every is not None
@@ -533,19 +536,23 @@ class LRMonitor:
         if not drives_an_optimizer(self.schedule) and self._graph_state is None:
             self.schedule.step(self._step)
 
-    def _save_flushed_state(self) -> None:
-        """Hand the state of this step to the saver (it runs on the courier, after the records sent so far)."""
-        self._last_save_step = self._saved_step = self._step
+    def _save_flushed_state(self, step: int | None = None) -> None:
+        """Hand the state of ``step`` (default: now) to the saver; it runs on the courier, after the records sent
+        so far, which include every record below ``step``."""
+        step = self._step if step is None else step
+        self._last_save_step = self._saved_step = step
         if self._writes:
-            self._saver.save(self._snapshot())
+            self._saver.save(self._snapshot(step))
 
-    def _snapshot(self) -> MonitorState:
+    def _snapshot(self, step: int | None = None) -> MonitorState:
+        step = self._step if step is None else step
+        last = self._last_logged_step
         return MonitorState(
             schedule_class=type(self.schedule).__name__,
             config=self.config,
-            step=self._step,
-            emitted_events=tuple(self._emission_log),
-            last_logged_step=self._last_logged_step,
+            step=step,
+            emitted_events=tuple((kind, at) for kind, at in self._emission_log if at < step),
+            last_logged_step=None if last is None or step == 0 else min(last, step - 1),
             trackers=self._saver.trackers,
             monitor_config={"log_every": self.log_every, "save_every": self.save_every},
         )

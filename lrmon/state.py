@@ -80,6 +80,7 @@ from lrmon.curve import EVENT_KINDS, CurveConfig
 __all__ = [
     "ARTIFACT_MARKER_NAME",
     "LOCAL_ARTIFACT_DIR",
+    "wandb_run_dirs",
     "ARTIFACT_TYPE",
     "MAX_JSON_DEPTH",
     "MAX_STATE_BYTES",
@@ -649,7 +650,7 @@ def read_state(source: str | os.PathLike[str]) -> MonitorState:
     path = Path(source)
     if not _is_dir(path):
         return decode_state(_read_bytes(path), source=str(path))
-    run_dirs = _wandb_run_dirs(path)
+    run_dirs = wandb_run_dirs(path)[::-1]
     if (path / STATE_FILE_NAME).exists() or (path / LOCAL_ARTIFACT_DIR).is_dir() or not run_dirs:
         return _read_state_dir(_state_dir_of(path))
     errors = []
@@ -684,13 +685,21 @@ def _read_state_dir(directory: Path) -> MonitorState:
     return decode_state(_read_bytes(state_path), source=str(state_path))
 
 
-def _wandb_run_dirs(directory: Path) -> list[Path]:
-    """W&B run directories (``offline-run-<time>-<id>``, ``run-<time>-<id>``) in ``directory`` or in its ``wandb/``,
-    newest first (their names start with the start time)."""
-    found = [run_dir for parent in (directory, directory / "wandb") if parent.is_dir()
-             for run_dir in parent.glob("*run-*") if run_dir.is_dir() and not run_dir.is_symlink()
-             and run_dir.name.split("run-", 1)[0] in ("", "offline-")]
-    return sorted(found, key=lambda run_dir: run_dir.name.split("run-", 1)[1], reverse=True)
+#: A W&B run directory's name: ``[offline-]run-<YYYYmmdd_HHMMSS>-<run id>[-<n>]`` (``-<n>`` when attempts of one
+#: run start within the same second).
+_WANDB_RUN_DIR = re.compile(r"(?:offline-)?run-(?P<time>\d{8}_\d{6})-(?P<id>[^/]+?)(?:-(?P<n>\d+))?")
+
+
+def wandb_run_dirs(directory: str | os.PathLike[str], run_id: str | None = None) -> list[Path]:
+    """The W&B run directories in ``directory`` or in its ``wandb/`` (of ``run_id`` only, if given), in start order:
+    the order ``wandb sync`` uploads the attempts of one run in."""
+    found = []
+    for parent in (Path(directory), Path(directory) / "wandb"):
+        for run_dir in parent.glob("*run-*") if parent.is_dir() else ():
+            match = _WANDB_RUN_DIR.fullmatch(run_dir.name)
+            if match and run_dir.is_dir() and not run_dir.is_symlink() and run_id in (None, match["id"]):
+                found.append((match["time"], int(match["n"] or 0), run_dir))
+    return [run_dir for *_, run_dir in sorted(found)]
 
 
 # -- description ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 
 from lrmon.curve import CurveConfig
 from lrmon.integrations.wandb import read_offline_run
-from lrmon.state import read_state
+from lrmon.state import read_state, wandb_run_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -212,7 +212,7 @@ def test_preempt_resume(example_runs):
     check_run("preempt_resume", logdir, read_tensorboard(logdir)[logdir], resumed_at=restored)
     state = read_state(logdir)
     assert state.step == 160 and ("resume", restored) in state.emitted_events
-    runs = sorted((out / "wandb" / "wandb").glob("offline-run-*"))  # names sort by start time
-    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1  # two attempts, one run id
+    runs = wandb_run_dirs(out / "wandb")  # in start order
+    assert len(runs) == 2 and len({path.stem for run in runs for path in run.glob("run-*.wandb")}) == 1  # one id
     steps = [int(row["_step"]) for run in runs for row in read_offline_run(run)["history"] if "lr" in row]
     assert steps == list(range(160))  # over both attempts, in the order wandb sync uploads them: each step once

@@ -81,3 +81,19 @@ def test_an_unpicklable_sink_is_refused_with_a_clear_error():
 
     with pytest.raises(TypeError, match="picklable"):
         ProcessSink([LiveSink()])
+
+
+def test_close_returns_at_once_when_the_sink_process_died(tmp_path):
+    import time
+
+    process_sink = ProcessSink([JsonlSink(tmp_path / "a.jsonl")], reply_timeout=120)
+    monitor = LRMonitor(WarmupCosineSchedule(0.1, 20, 400), [process_sink, MemorySink()], flush_every=16)
+    for _ in range(50):
+        monitor.step()
+    os.kill(process_sink._process.pid, signal.SIGKILL)
+    process_sink._process.join(timeout=30)
+    started = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        monitor.close()
+    assert time.monotonic() - started < 10  # not the 120 s reply timeout: the child is known dead

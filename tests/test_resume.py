@@ -22,7 +22,7 @@ import pytest
 
 from _trackers import accumulator
 from lrmon.integrations.wandb import inspect_records
-from lrmon.state import StateError, read_state
+from lrmon.state import StateError, read_state, wandb_run_dirs
 
 WORKER = Path(__file__).parent / "_resume" / "train_worker.py"
 STEPS, SAVE_EVERY, CKPT_EVERY = 200, 25, 30  # the model's checkpoints are on a cadence of their own
@@ -110,8 +110,8 @@ def check_tensorboard(logdir: Path, reference: dict[int, float]) -> None:
 
 
 def check_wandb(out: Path, reference: dict[int, float]) -> None:
-    runs = sorted((out / "wandb" / "wandb").glob("offline-run-*"))  # start order: the order wandb sync uploads
-    assert len({run.name.rsplit("-", 1)[1] for run in runs}) == 1, runs  # one run id across the attempts
+    runs = wandb_run_dirs(out / "wandb")  # start order: the order wandb sync uploads them in
+    assert len({path.stem[len("run-"):] for run in runs for path in run.glob("run-*.wandb")}) == 1, runs  # one id
     rows = [record["history"]["item"] for run in runs for record in inspect_records(run)
             if record.get("type") == "history"]
     lr_rows = [row for row in rows if "lr" in row]

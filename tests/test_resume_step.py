@@ -75,3 +75,25 @@ def test_a_state_of_another_configuration_is_refused_naming_the_fields():
 def test_state_dict_is_a_saved_state_naming_each_tracker():
     state = saved_state_dict(7)
     assert state["step"] == 7 and state["trackers"]["MemorySink"]["holds_steps_below"] == 7
+
+
+def test_a_compiled_loop_saves_at_multiples_of_save_every_not_at_buffer_boundaries():
+    import jax.numpy as jnp
+    import optax
+
+    schedule = WarmupCosineSchedule(**CONFIG)
+    sink = MemorySink()
+    monitor = LRMonitor(schedule, [sink], graph_capacity=16, save_every=20)  # callbacks at 16, 32, 48
+    tx = optax.sgd(schedule)
+
+    def body(carry, _):
+        opt_state, buffer = carry
+        count = opt_state[1].count
+        _, opt_state = tx.update(jnp.ones(()), opt_state, jnp.zeros(()))
+        return (opt_state, monitor.graph_record(buffer, count, loss=jnp.float32(1.0))), None
+
+    (_, buffer), _ = jax.jit(lambda c: jax.lax.scan(body, c, None, length=50))(
+        (tx.init(jnp.zeros(())), monitor.graph_buffer(["loss"])))
+    monitor.graph_drain(buffer)
+    monitor.close()
+    assert [step for step, _ in sink.saved_states] == [20, 40, 50]

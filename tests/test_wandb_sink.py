@@ -196,3 +196,33 @@ def test_dead_wandb_core_raises_at_once_and_the_monitor_goes_on(wandb_env: Path)
     finally:
         with suppress(Exception):
             wandb.teardown()  # forget the dead service so later runs in this process start a new one
+
+
+def test_a_relative_dir_closes_promptly(wandb_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dir="runs/exp1"`` as in the README: reading the run back runs in another cwd, so paths are made absolute."""
+    wandb_env.mkdir(parents=True)
+    monkeypatch.chdir(wandb_env)
+    sink = WandbSink(dir="runs/exp1", finish_timeout=20)
+    write_run(sink, CONFIG, 0, 40)
+    finished, _, error = call_with_timeout(sink.close, 30)
+    assert finished and error is None
+    assert read_offline_run(sink.identity()["wandb_run_dir"])["exit_code"] == 0
+
+
+def test_a_state_naming_another_run_is_refused_and_continue_run_kwargs_names_it(wandb_env: Path,
+                                                                                 tmp_path: Path) -> None:
+    import wandb
+
+    from lrmon.integrations.wandb import continue_run_kwargs
+    from lrmon.state import StateError
+
+    monitored_run(WandbSink(dir=wandb_env), 20, state_dir=tmp_path / "state")
+    saved = read_state(tmp_path / "state").trackers["WandbSink"]["wandb_run_id"]
+    kwargs = continue_run_kwargs(tmp_path / "state")
+    assert kwargs["id"] == saved and kwargs["resume"] == "allow"
+    with pytest.raises(StateError, match=f"names W&B run '{saved}'"):
+        lrmon.LRMonitor(lrmon.WarmupCosineSchedule.from_config(CONFIG), [WandbSink(dir=wandb_env, id="otherrun")],
+                        resume_from=tmp_path / "state")
+    with pytest.raises(RuntimeError, match="known only once the sink is open"):
+        WandbSink(dir=wandb_env).artifact_dir
+    wandb.teardown()
