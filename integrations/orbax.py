@@ -23,9 +23,9 @@ process, as orbax's multi-process saves expect.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from lrmon._optional import optional_import
 __all__ = ["ITEM", "save_args", "restore_args"]
 
 #: The item name the examples and the README use for the monitor's state in a ``Composite`` checkpoint.
@@ -33,10 +33,7 @@ ITEM = "lrmon"
 
 
 def _ocp() -> Any:
-    try:
-        return importlib.import_module("orbax.checkpoint")
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("lrmon.integrations.orbax needs orbax-checkpoint: pip install 'lrmon[orbax]'") from error
+    return optional_import("orbax.checkpoint", needed_by="lrmon.integrations.orbax", extra="orbax")
 
 
 def save_args(monitor: Any) -> Any:

@@ -49,7 +49,6 @@ When ``info.write`` is false (processes other than 0), the sink does no I/O at a
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -60,6 +59,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from lrmon._optional import optional_import
 from lrmon.monitor import PHASE_TAG
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
 
@@ -87,13 +87,8 @@ _RGBA = 4  # Summary.Image colorspace of matplotlib's PNGs
 
 
 def _tbx() -> Any:
-    """Import tensorboardX's pieces lazily, with an install hint."""
-    try:
-        return importlib.import_module("tensorboardX")
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "lrmon.integrations.tensorboard needs tensorboardX: pip install 'lrmon[tensorboard]'"
-        ) from error
+    """Import tensorboardX lazily, with an install hint."""
+    return optional_import("tensorboardX", needed_by="lrmon.integrations.tensorboard", extra="tensorboard")
 
 
 def _protos() -> Any:

@@ -49,7 +49,6 @@ When ``info.write`` is false (processes other than 0) the sink does nothing: no 
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
@@ -60,6 +59,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from lrmon._optional import optional_import
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
 
 from lrmon.state import (
@@ -93,10 +93,7 @@ _DEFAULT_SETTINGS: dict[str, Any] = {
 
 def _wandb() -> Any:
     """The real ``wandb`` package (never this module), imported on first use."""
-    try:
-        return importlib.import_module("wandb")
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("lrmon.integrations.wandb needs wandb: pip install 'lrmon[wandb]'") from error
+    return optional_import("wandb", needed_by="lrmon.integrations.wandb", extra="wandb")
 
 
 def default_settings(**overrides: Any) -> Any:

@@ -15,12 +15,12 @@ When ``info.write`` is false (processes other than 0 under ``jax.distributed``) 
 
 from __future__ import annotations
 
-import importlib
 import sys
 import threading
 import time
 from typing import IO, Any, Sequence
 
+from lrmon._optional import optional_import
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink
 
 __all__ = ["ConsoleSink", "PHASE_NAMES"]
@@ -32,10 +32,7 @@ _PHASE_TAG = "lrmon/phase"
 
 
 def _tqdm() -> Any:
-    try:
-        return importlib.import_module("tqdm")
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("lrmon.console.ConsoleSink needs tqdm: pip install 'lrmon[console]'") from error
+    return optional_import("tqdm", needed_by="lrmon.console.ConsoleSink", extra="console")
 
 
 def _format_number(value: float) -> str:

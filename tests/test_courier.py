@@ -37,15 +37,16 @@ def test_calls_queued_behind_slow_work_keep_their_order_and_never_wait():
 def test_past_the_bound_scalar_batches_are_dropped_and_a_thinned_event_says_from_where():
     sink = MemorySink()
     courier = Courier(SinkSet([sink]), max_pending=4)
-    release = threading.Event()
-    courier.submit(lambda: release.wait(10))
+    started, release = threading.Event(), threading.Event()
+    courier.submit(lambda: (started.set(), release.wait(10)))
+    assert started.wait(10)  # the save runs: the queue holds only what comes now
     for step in range(10):
         courier.call("write_scalars", batch(step))
     courier.call("write_events", [])  # events and other calls are never dropped
     release.set()
     assert courier.wait(10)
-    assert [s for s, _ in sink.scalars["lr"]] == [0, 1, 2]  # three fit beside the pending save
-    assert [(step, kind) for step, kind in sink.events] == [(3, "thinned")]
+    assert [s for s, _ in sink.scalars["lr"]] == [0, 1, 2, 3]  # four fit behind the running save
+    assert [(step, kind) for step, kind in sink.events] == [(4, "thinned")]
     assert "dropped" in sink.event_records[0].detail
     courier.call("write_scalars", batch(10))  # drained: writes go straight through again
     assert [s for s, _ in sink.scalars["lr"]][-1] == 10
