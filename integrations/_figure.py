@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from lrmon.monitor import PHASE_TAG
+from lrmon.tags import PHASE_TAG
 from lrmon.sinks import Event, RunInfo, ScalarBatch
 
 __all__ = ["Thinned", "RunFigure", "FIGURE_SIZE"]

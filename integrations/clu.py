@@ -41,14 +41,13 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from lrmon.tags import EVENT_TEXT_PREFIX
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Series, Sink, iter_rows
 
 from lrmon.integrations._process import WriteGate, flatten_config
 
-__all__ = ["CluSink", "SinkMetricWriter", "as_metric_writer", "EVENT_TAG_PREFIX"]
+__all__ = ["CluSink", "SinkMetricWriter", "as_metric_writer"]
 
-#: clu text tags that carry lrmon events: ``EVENT_TAG_PREFIX + kind``.
-EVENT_TAG_PREFIX = "lrmon/events/"
 
 _REQUIRED_WRITER_METHODS = ("write_scalars", "write_texts", "write_hparams", "flush", "close")
 
@@ -94,7 +93,7 @@ class CluSink(Sink):
             return
         by_step: dict[int, dict[str, str]] = {}
         for event in events:
-            by_step.setdefault(event.step, {})[EVENT_TAG_PREFIX + event.kind] = event.detail
+            by_step.setdefault(event.step, {})[EVENT_TEXT_PREFIX + event.kind] = event.detail
         for step in sorted(by_step):
             self._writer.write_texts(step, by_step[step])
 
@@ -191,11 +190,11 @@ def _build_class() -> type:
 
         def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
             self._ensure_open()
-            events = [Event(step=int(step), kind=tag[len(EVENT_TAG_PREFIX):], lrs=(), detail=str(text))
-                      for tag, text in texts.items() if tag.startswith(EVENT_TAG_PREFIX)]
+            events = [Event(step=int(step), kind=tag[len(EVENT_TEXT_PREFIX):], lrs=(), detail=str(text))
+                      for tag, text in texts.items() if tag.startswith(EVENT_TEXT_PREFIX)]
             if events:
                 self.sink.write_events(events)
-            others = {tag: text for tag, text in texts.items() if not tag.startswith(EVENT_TAG_PREFIX)}
+            others = {tag: text for tag, text in texts.items() if not tag.startswith(EVENT_TEXT_PREFIX)}
             if others:
                 write_text = getattr(self.sink, "write_text", None)
                 if write_text is None:

@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from lrmon._optional import optional_import
-from lrmon.monitor import PHASE_TAG
+from lrmon.tags import CONFIG_TAG, EVENT_TEXT_PREFIX, PHASE_TAG
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
 
 from lrmon.state import STATE_FILE_NAME, copy_state_file
@@ -68,14 +68,10 @@ from lrmon.integrations._figure import FIGURE_SIZE, RunFigure
 from lrmon.integrations._process import WriteGate, config_json, flatten_config, unique_suffix
 
 __all__ = [
-    "TensorBoardSink", "read_layout", "read_config", "STATE_FILE_NAME", "CONFIG_TAG", "EVENT_TAG_PREFIX",
+    "TensorBoardSink", "read_layout", "read_config", "STATE_FILE_NAME", "CONFIG_TAG", "EVENT_TEXT_PREFIX",
     "LAYOUT_CATEGORY", "LR_CHART", "PHASE_CHART", "FIGURE_TAG",
 ]
 
-#: Text tag of the run configuration.
-CONFIG_TAG = "lrmon/config"
-#: Text tags of events: ``EVENT_TAG_PREFIX + kind``.
-EVENT_TAG_PREFIX = "lrmon/events/"
 #: Category of the custom-scalars layout.
 LAYOUT_CATEGORY = "lrmon"
 #: Titles of the layout's LR chart and phase chart (each metric's chart is titled by its tag).
@@ -346,7 +342,7 @@ class TensorBoardSink(Sink):
         now = time.time()
         self._file.write([
             self._protos.Event(wall_time=now, step=event.step,
-                               summary=text_summary(self._protos, EVENT_TAG_PREFIX + event.kind, event.detail))
+                               summary=text_summary(self._protos, EVENT_TEXT_PREFIX + event.kind, event.detail))
             for event in events
         ])
         self._figure.add_events(events)

@@ -59,6 +59,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from lrmon.tags import EVENT_ROW_PREFIX, EVENT_TEXT_PREFIX
 from lrmon._optional import optional_import
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
 
@@ -219,11 +220,11 @@ class WandbSink(Sink):
         and ``summary["lrmon/events/<kind>"] = step``."""
         if not self._gate.check():
             return
-        self._define(f"lrmon/event/{event.kind}" for event in events)
+        self._define(EVENT_ROW_PREFIX + event.kind for event in events)
         for event in events:
             if event.step > self._skip_upto:
-                self._log({f"lrmon/event/{event.kind}": 1}, event.step)
-            self._run.summary[f"lrmon/events/{event.kind}"] = event.step
+                self._log({EVENT_ROW_PREFIX + event.kind: 1}, event.step)
+            self._run.summary[EVENT_TEXT_PREFIX + event.kind] = event.step
         self._figure.add_events(events)
 
     def write_text(self, step: int, tag: str, text: str) -> None:

@@ -5,10 +5,11 @@
 
 from lrmon.curve import EVENT_KINDS, CurveConfig
 from lrmon.dispatch import SinkFailedWarning
-from lrmon.monitor import PHASE_TAG, LRMonitor
+from lrmon.monitor import LRMonitor
 from lrmon.offload import ProcessSink
 from lrmon.schedule import ConfigMismatchError, WarmupCosineSchedule
 from lrmon.sinks import Event, MemorySink, RunInfo, Series, Sink
+from lrmon.tags import PHASE_TAG
 
 __all__ = [
     "CurveConfig", "EVENT_KINDS", "ConfigMismatchError", "WarmupCosineSchedule", "LRMonitor", "PHASE_TAG",

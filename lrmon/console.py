@@ -20,15 +20,12 @@ import threading
 import time
 from typing import IO, Any, Sequence
 
+from lrmon.tags import PHASE_NAMES, PHASE_TAG
 from lrmon._optional import optional_import
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink
 
-__all__ = ["ConsoleSink", "PHASE_NAMES"]
+__all__ = ["ConsoleSink"]
 
-#: Names of the values of the ``lrmon/phase`` scalar.
-PHASE_NAMES = {0: "warmup", 1: "cosine", 2: "past end"}
-
-_PHASE_TAG = "lrmon/phase"
 
 
 def _tqdm() -> Any:
@@ -124,7 +121,7 @@ class ConsoleSink(Sink):
                 self._values[tag] = float(series.values[-1])
                 last = int(series.steps[-1])
                 self._step = last if self._step is None else max(self._step, last)
-                if tag not in self._lr_tags and tag != _PHASE_TAG and tag not in self._seen_metrics:
+                if tag not in self._lr_tags and tag != PHASE_TAG and tag not in self._seen_metrics:
                     self._seen_metrics.append(tag)
             self._dirty = True
             if time.monotonic() - self._last_draw >= self._min_interval:
@@ -166,8 +163,8 @@ class ConsoleSink(Sink):
         lrs = [self._values[tag] for tag in self._lr_tags if tag in self._values]
         if lrs:
             parts.append("lr=" + "/".join(f"{lr:.3e}" for lr in lrs))
-        if _PHASE_TAG in self._values:
-            phase = int(self._values[_PHASE_TAG])
+        if PHASE_TAG in self._values:
+            phase = int(self._values[PHASE_TAG])
             parts.append(f"phase={PHASE_NAMES.get(phase, phase)}")
         names = self._metrics if self._metrics is not None else self._seen_metrics
         parts += [f"{name}={_format_number(self._values[name])}" for name in names if name in self._values]

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lrmon.tags import PHASE_TAG, RESERVED_PREFIX, lr_tags
 from lrmon._validation import check_step_count
 from lrmon.curve import CurveConfig
 from lrmon.courier import Courier
@@ -41,12 +42,10 @@ from lrmon.schedule import ConfigMismatchError
 from lrmon.saving import StateSaver, sink_keys
 from lrmon.state import MAX_STEP, MonitorState, StateError, read_state, state_from_dict, state_to_dict
 from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer
-from lrmon.sinks import Event, RunInfo, Series, Sink
+from lrmon.sinks import Event, RunInfo, Series, Sink, split_batch_after
 
 __all__ = ["LRMonitor", "PHASE_TAG"]
 
-#: Tag of the phase scalar (0 warmup, 1 cosine, 2 past the end).
-PHASE_TAG = "lrmon/phase"
 #: ``resume_from="wandb-artifact:entity/project/lrmon-state-<run id>:latest"`` downloads that artifact (online).
 WANDB_ARTIFACT_PREFIX = "wandb-artifact:"
 
@@ -116,7 +115,7 @@ class LRMonitor:
         self._courier = Courier(self._sinks)
         self._writes = jax.process_index() == 0
         groups = self.config.num_groups
-        self.lr_tags: tuple[str, ...] = ("lr",) if groups == 1 else tuple(f"lr/pg{g}" for g in range(groups))
+        self.lr_tags: tuple[str, ...] = lr_tags(groups)
         self._lr_of_steps = jax.jit(self.config.lr_at)
 
         self._step = current_step_of(schedule)  # index of the next train step
@@ -444,8 +443,12 @@ class LRMonitor:
                 batch[name] = Series(steps, np.asarray(values, np.float64)[fresh])
         self._ingested_upto = int(steps[-1]) + 1
         self._last_logged_step = int(steps[-1])
-        if self._writes:
-            self._courier.call("write_scalars", batch)
+        # in step order: an event follows the rows of its step and comes before the rows of later steps
+        inside = [step for step in self.config.event_steps().values() if self._events_below <= step < steps[-1]]
+        for piece in split_batch_after(batch, inside):
+            if self._writes:
+                self._courier.call("write_scalars", piece)
+            self._emit_due_events(max(int(series.steps[-1]) for series in piece.values() if len(series.steps)) + 1)
 
     def _emit_due_events(self, completed: int) -> None:
         """Emit the schedule events at steps below ``completed`` not emitted yet (each once: steps only advance)."""
@@ -601,7 +604,7 @@ class LRMonitor:
 
     def _check_metrics(self, metrics: Mapping[str, Any]) -> None:
         for name, value in metrics.items():
-            if name in self.lr_tags or name.startswith("lrmon/"):
+            if name in self.lr_tags or name.startswith(RESERVED_PREFIX):
                 raise ValueError(f"metric name {name!r} is reserved by lrmon (LR tags {self.lr_tags}, 'lrmon/...')")
             if isinstance(value, (str, bytes)) or value is None or int(np.prod(np.shape(value))) != 1:
                 raise TypeError(f"metric {name!r} must be a scalar number or a one-element array, got {value!r:.80}")

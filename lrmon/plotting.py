@@ -32,10 +32,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from lrmon.tags import CONFIG_TAG, EVENT_ROW_PREFIX, EVENT_TEXT_PREFIX, PHASE_NAMES, PHASE_TAG, is_lr_tag, lr_tag_order
 from lrmon.curve import CurveConfig
 
 __all__ = [
-    "RunData", "RunReadError", "PHASE_LABELS", "PREVIEW_SIZE", "PLOT_SIZE", "schedule_points", "schedule_summary",
+    "RunData", "RunReadError", "PREVIEW_SIZE", "PLOT_SIZE", "schedule_points", "schedule_summary",
     "plot_schedule", "find_run", "read_run", "read_tensorboard_run", "read_wandb_run", "plot_run", "run_png",
     "config_from_mapping",
 ]
@@ -45,7 +46,6 @@ PREVIEW_SIZE = (1200, 650)
 #: Default size of ``lrmon plot``'s PNG, in pixels (width, height).
 PLOT_SIZE = (1400, 800)
 #: Phase number -> label.
-PHASE_LABELS = {0: "warmup", 1: "cosine", 2: "past end"}
 _PHASE_COLORS = {0: "#f6c85f", 1: "#9dd9f3", 2: "#d0d0d0"}
 _EVENT_COLORS = {"warmup_start": "#b35806", "warmup_end": "#e08214", "cosine_start": "#2166ac", "end": "#542788",
                  "overrun": "#b2182b", "resume": "#1b7837", "thinned": "#777777"}
@@ -170,7 +170,7 @@ def _x_limits(low: float, high: float) -> tuple[float, float]:
 def _shade_phases(ax: Any, spans: Sequence[tuple[int, float, float]], labels: bool = True) -> None:
     seen: set[int] = set()
     for phase, start, stop in spans:
-        label = PHASE_LABELS.get(phase, str(phase)) if labels and phase not in seen else None
+        label = PHASE_NAMES.get(phase, str(phase)) if labels and phase not in seen else None
         seen.add(phase)
         ax.axvspan(start, stop, color=_PHASE_COLORS.get(phase, "#eeeeee"), alpha=0.35, lw=0, label=label, zorder=0)
 
@@ -263,12 +263,6 @@ class RunData:
     loss_tag: str = "loss"
 
 
-_LR_TAG = re.compile(r"^lr(/pg\d+)?$")
-_EVENT_TEXT_PREFIX = "lrmon/events/"
-
-
-def _lr_tag_order(tag: str) -> tuple[int, int]:
-    return (0, 0) if tag == "lr" else (1, int(tag.rsplit("pg", 1)[1]))
 
 
 def _has_event_files(directory: Path) -> bool:
@@ -360,17 +354,17 @@ def read_tensorboard_run(logdir: str | os.PathLike[str], *, loss_tag: str = "los
         records = accumulator.Scalars(tag)
         return (np.asarray([r.step for r in records], np.int64), np.asarray([r.value for r in records], np.float64))
 
-    lrs = {tag: series(tag) for tag in sorted((t for t in scalar_tags if _LR_TAG.match(t)), key=_lr_tag_order)}
+    lrs = {tag: series(tag) for tag in sorted((t for t in scalar_tags if is_lr_tag(t)), key=lr_tag_order)}
     events: list[tuple[int, str, str]] = []
     config: CurveConfig | None = None
     for tag in tags.get("tensors", []):
-        if tag.startswith(_EVENT_TEXT_PREFIX):
-            kind = tag[len(_EVENT_TEXT_PREFIX):]
+        if tag.startswith(EVENT_TEXT_PREFIX):
+            kind = tag[len(EVENT_TEXT_PREFIX):]
             for record in accumulator.Tensors(tag):
                 values = record.tensor_proto.string_val
                 detail = values[0].decode("utf-8", "replace") if values else kind
                 events.append((int(record.step), kind, detail))
-        elif tag == "lrmon/config":
+        elif tag == CONFIG_TAG:
             records = accumulator.Tensors(tag)
             if records and records[-1].tensor_proto.string_val:
                 config = _config_from_text(records[-1].tensor_proto.string_val[0].decode("utf-8", "replace"))
@@ -379,7 +373,7 @@ def read_tensorboard_run(logdir: str | os.PathLike[str], *, loss_tag: str = "los
         source=f"TensorBoard logdir {logdir}",
         lrs=lrs,
         loss=series(loss_tag) if loss_tag in scalar_tags else None,
-        phase=series("lrmon/phase") if "lrmon/phase" in scalar_tags else None,
+        phase=series(PHASE_TAG) if PHASE_TAG in scalar_tags else None,
         events=events,
         config=config,
         loss_tag=loss_tag,
@@ -437,8 +431,8 @@ def read_wandb_run(run_dir: str | os.PathLike[str], *, loss_tag: str = "loss") -
             continue
         step = int(step)
         for key, value in row.items():
-            if key.startswith("lrmon/event/"):
-                events.append((step, key[len("lrmon/event/"):], key[len("lrmon/event/"):]))
+            if key.startswith(EVENT_ROW_PREFIX):
+                events.append((step, key[len(EVENT_ROW_PREFIX):], key[len(EVENT_ROW_PREFIX):]))
             elif isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("_"):
                 columns.setdefault(key, {})[step] = float(value)  # a resumed run's later row wins
     table = run.get("tables", {}).get("lrmon/events")
@@ -454,12 +448,12 @@ def read_wandb_run(run_dir: str | os.PathLike[str], *, loss_tag: str = "loss") -
         points = sorted(columns[key].items())
         return np.asarray([s for s, _ in points], np.int64), np.asarray([v for _, v in points], np.float64)
 
-    lr_tags = sorted((key for key in columns if _LR_TAG.match(key)), key=_lr_tag_order)
+    lr_tags = sorted((key for key in columns if is_lr_tag(key)), key=lr_tag_order)
     return RunData(
         source=f"W&B offline run {run_dir}",
         lrs={tag: series(tag) for tag in lr_tags},
         loss=series(loss_tag) if loss_tag in columns else None,
-        phase=series("lrmon/phase") if "lrmon/phase" in columns else None,
+        phase=series(PHASE_TAG) if PHASE_TAG in columns else None,
         events=_dedupe_events(events),
         config=config_from_mapping(run.get("config", {}).get("lrmon")),
         loss_tag=loss_tag,
@@ -542,7 +536,7 @@ def _draw_run(data: RunData, size: tuple[int, int], title: str | None) -> Any:
         for phase in sorted(set(phases.tolist())):
             chosen = phases == phase
             ax_xy.scatter(xs[chosen], ys[chosen], s=9, color=_darker(_PHASE_COLORS.get(phase, "#888888")),
-                          label=PHASE_LABELS.get(phase, "unknown"), zorder=2)
+                          label=PHASE_NAMES.get(phase, "unknown"), zorder=2)
         if len(common):
             ax_xy.annotate("start", (xs[0], ys[0]), fontsize=8, xytext=(4, 4), textcoords="offset points")
             ax_xy.annotate("last", (xs[-1], ys[-1]), fontsize=8, xytext=(4, -10), textcoords="offset points")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lrmon
-from lrmon.sinks import Event, RunInfo, Series
+from lrmon.sinks import Event, RunInfo, Series, split_batch_after
 
 #: The curve most tests log: warmup 30, cosine to 250, run past the end (overrun at 250).
 CONFIG = lrmon.CurveConfig(base_lrs=(1e-3,), warmup_steps=30, total_steps=250, warmup_start_lr=1e-5, eta_min=1e-6)
@@ -75,24 +75,12 @@ def write_run(sink: Any, config: lrmon.CurveConfig = CONFIG, start: int = 0, sto
     sink.write_config(info.config)
     due = [e for e in events(config, stop) if e.step >= start]
     for batch in batches(config, start, stop):
-        for cut in split_at_events(batch, [e.step for e in due]):
+        for cut in split_batch_after(batch, [e.step for e in due]):
             sink.write_scalars(cut)
             last = int(cut["lrmon/phase"].steps[-1])
             sink.write_events([e for e in due if e.step <= last])
             due = [e for e in due if e.step > last]
     sink.write_events(due)
-
-
-def split_at_events(batch: dict[str, Series], event_steps: list[int]) -> list[dict[str, Series]]:
-    """``batch`` cut after each event step, as the monitor delivers it (a flush follows every event step)."""
-    steps = batch["lrmon/phase"].steps
-    cuts = sorted({int(np.searchsorted(steps, e, side="right")) for e in event_steps} | {len(steps)})
-    pieces, begin = [], 0
-    for end in cuts:
-        if end > begin:
-            pieces.append({tag: Series(s.steps[begin:end], s.values[begin:end]) for tag, s in batch.items()})
-            begin = end
-    return pieces
 
 
 def monitored_run(sink: Any, steps: int, **monitor_kwargs: Any) -> lrmon.MemorySink:

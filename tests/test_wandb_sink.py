@@ -184,7 +184,7 @@ def test_dead_wandb_core_raises_at_once_and_the_monitor_goes_on(wandb_env: Path)
                         with suppress(ChildProcessError):
                             os.waitpid(pid, 0)
                     # the sink's next call raises instead of hanging
-                    finished, _, error = call_with_timeout(lambda: sink.write_scalars(batches(CONFIG, 0, 8)[0]), 10)
+                    finished, _, error = call_with_timeout(lambda: sink.write_scalars(batches(CONFIG, 1000, 1008)[0]), 10)
                     assert finished, "WandbSink hung after wandb-core died"
                     assert isinstance(error, Exception)
                 monitor.step(loss=1.0)
