@@ -19,7 +19,7 @@ def test_state_rides_in_the_checkpoint_and_resumes_at_its_step(tmp_path):
     monitor = lrmon.LRMonitor(schedule, [first], save_every=7)
     manager = ocp.CheckpointManager(tmp_path / "ckpt", options=ocp.CheckpointManagerOptions(save_interval_steps=6))
     params = {"w": jnp.zeros(3)}
-    for t in range(20):  # checkpoints at 6, 12, 18 on orbax's cadence; the monitor saves at 7 and 14 on its own
+    for t in range(20):  # orbax checkpoints at 1 (its first step), 6, 12, 18; the monitor saves at 7 and 14
         params = {"w": params["w"] + 1}
         monitor.step(loss=float(t))
         if manager.should_save(t + 1):
@@ -32,7 +32,7 @@ def test_state_rides_in_the_checkpoint_and_resumes_at_its_step(tmp_path):
     state = restored[lrmon_orbax.ITEM]
     assert step == 18 and state["step"] == 18 and int(restored["train"]["w"][0]) == 18
     assert state["trackers"]["MemorySink"]["holds_steps_below"] == 18  # a waited save: every row below is held
-    assert [step for step, _ in first.saved_states] == [6, 7, 12, 14, 18]
+    assert [step for step, _ in first.saved_states] == [1, 6, 7, 12, 14, 18]
 
     second = lrmon.MemorySink()
     resumed = lrmon.LRMonitor(lrmon.WarmupCosineSchedule(0.1, 5, 40), [second], resume_from=state, resume_step=step)
