@@ -122,7 +122,6 @@ class LRMonitor:
         self._start_step = self._step
         self._ingested_upto = self._step  # rows at steps below this were already written (drops duplicates)
         self._last_logged_step: int | None = None
-        self._emitted: dict[str, int] = {}
         self._emission_log: list[tuple[str, int]] = []
         self._events_below = self._step  # every event at a step below this was emitted, or is before the run
         self._last_save_step = self._step  # the save cadence counts from here
@@ -159,7 +158,7 @@ class LRMonitor:
     @property
     def emitted_events(self) -> dict[str, int]:
         """Events emitted so far: kind -> step."""
-        return dict(self._emitted)
+        return dict(self._emission_log)
 
     @property
     def sinks(self) -> list[Sink]:
@@ -469,7 +468,6 @@ class LRMonitor:
         events = [Event(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]) + detail_suffix)
                   for i, (step, kind) in enumerate(due)]
         for event in events:
-            self._emitted[event.kind] = event.step
             self._emission_log.append((event.kind, event.step))
         if self._writes:
             self._courier.call("write_events", events)
@@ -587,7 +585,6 @@ class LRMonitor:
         self._step = self._start_step = self._ingested_upto = self._last_save_step = self._events_below = step
         self._last_logged_step = None if state.last_logged_step is None else min(state.last_logged_step, step - 1)
         self._emission_log = [(kind, at) for kind, at in state.emitted_events if at < step]
-        self._emitted = dict(self._emission_log)
         changed = f"; configuration changed in {differing}" if differing else ""
         saved = f" (state saved at step {state.step})" if step != state.step else ""
         self._resume_note = f", resumed from {origin}{saved}{changed}"
