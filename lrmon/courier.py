@@ -1,15 +1,15 @@
-"""The one road from the monitor to its sinks: every sink call, in the order the monitor made it.
+"""The one road from the monitor to its sinks: every sink call, in the order the monitor made it, on one thread.
 
-Most calls (a batch of rows, a few events) are cheap and run at once on the caller's thread. A state save is not:
-it flushes every tracker (``fsync``, W&B's acknowledgement) before storing the state with it, which can take tens
-of milliseconds or, with a sick tracker, seconds. :meth:`Courier.submit` therefore runs such work on the courier's
-own thread, and every call made while it is pending queues behind it, so the sinks still see one ordered stream
-and are never called from two threads at once. The training thread never waits for a save, only
-:meth:`Courier.wait` (explicit ``flush()``/``save_state()``/``close()``) does.
+The training thread only queues. Writing a flush's rows costs a tracker real time (W&B: ~0.4 ms of Python a row;
+their device values may still be computing), and a state save flushes every tracker (``fsync``, W&B's
+acknowledgement) before storing the state with it: tens of milliseconds, or seconds with a sick tracker. All of
+it runs on the courier's own thread, in the order it was queued, so the sinks see one ordered stream and are never
+called from two threads at once. The training thread waits only in :meth:`Courier.wait` (explicit
+``flush()``/``save_state()``/``close()``).
 
-While work is queued, the queue is bounded: past ``max_pending`` items, scalar batches are dropped (never events,
-saves or the other calls) until it drains, and a ``thinned`` event, queued in order, says from which step: a hung
-tracker costs rows, never the training thread's time.
+The queue is bounded: past ``max_pending`` items, row batches are dropped (never events, saves or the other calls)
+until it drains, and a ``thinned`` event, queued in order, says from which step: a hung tracker costs rows, never
+the training thread's time.
 """
 
 from __future__ import annotations
@@ -20,40 +20,37 @@ import warnings
 from typing import Any, Callable
 
 from lrmon.dispatch import SinkSet
-from lrmon.sinks import Event
+from lrmon.sinks import Event, ScalarBatch
 
 __all__ = ["Courier"]
 
 
 class Courier:
-    """Calls ``sinks`` in order, on the caller's thread when nothing is queued, else on its own thread."""
+    """Calls ``sinks`` in order, on its own thread."""
 
     def __init__(self, sinks: SinkSet, *, max_pending: int = 256) -> None:
         self.sinks = sinks
         self._max_pending = max_pending
         self._queue: collections.deque[Callable[[], None]] = collections.deque()
-        self._busy = False  # a call is running (on either thread)
-        self._dropping = False  # scalar batches are being dropped until the queue drains
+        self._busy = False  # the thread is running an item
+        self._dropping = False  # row batches are being dropped until the queue drains
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
 
     def call(self, method: str, *args: Any) -> None:
-        """``sinks.call(method, *args)``: now if nothing is queued, else after what is."""
+        """``sinks.call(method, *args)``, after everything queued before it."""
+        self.submit(lambda: self.sinks.call(method, *args))
+
+    def write_scalars(self, first_step: int, rows: Callable[[], ScalarBatch]) -> None:
+        """``sinks.call("write_scalars", rows())`` after everything queued before it; ``rows`` (built on the
+        courier's thread: it may wait for the device) starts at ``first_step``. Dropped while the queue is full."""
         with self._changed:
-            direct = not self._busy and not self._queue
-            if direct:
-                self._busy = True
-            elif method != "write_scalars" or len(self._queue) < self._max_pending:
-                self._enqueue(lambda: self.sinks.call(method, *args))
+            if len(self._queue) < self._max_pending:
+                self._enqueue(lambda: self.sinks.call("write_scalars", rows()))
             elif not self._dropping:
                 self._dropping = True
-                self._enqueue(lambda: self.sinks.call("write_events", [_dropped_event(args[0])]))
-        if direct:
-            try:
-                self.sinks.call(method, *args)
-            finally:
-                self._finish()
+                self._enqueue(lambda: self.sinks.call("write_events", [_dropped_event(first_step)]))
 
     def submit(self, work: Callable[[], None]) -> None:
         """Run ``work`` on the courier's thread, after everything queued before it."""
@@ -61,7 +58,7 @@ class Courier:
             self._enqueue(work)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until everything submitted so far has run; False if ``timeout`` passed first."""
+        """Block until everything queued so far has run; False if ``timeout`` passed first."""
         with self._changed:
             return self._changed.wait_for(lambda: not self._queue and not self._busy, timeout)
 
@@ -73,7 +70,7 @@ class Courier:
             self._changed.notify_all()
         return drained
 
-    # -- internals (``_changed`` held where noted) ------------------------------------------------------------
+    # -- internals ---------------------------------------------------------------------------------------------
     def _enqueue(self, work: Callable[[], None]) -> None:  # _changed held
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="lrmon-courier", daemon=True)
@@ -84,7 +81,7 @@ class Courier:
     def _serve(self) -> None:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: self._stopping or (self._queue and not self._busy))
+                self._changed.wait_for(lambda: self._stopping or self._queue)
                 if not self._queue:
                     return
                 work = self._queue.popleft()
@@ -94,17 +91,13 @@ class Courier:
             except Exception as error:  # noqa: BLE001 - the courier must keep serving; sinks are guarded already
                 warnings.warn(f"lrmon: a delivery to the sinks failed: {error!r}", RuntimeWarning, stacklevel=1)
             finally:
-                self._finish()
-
-    def _finish(self) -> None:
-        with self._changed:
-            self._busy = False
-            if not self._queue:
-                self._dropping = False
-            self._changed.notify_all()
+                with self._changed:
+                    self._busy = False
+                    if not self._queue:
+                        self._dropping = False
+                    self._changed.notify_all()
 
 
-def _dropped_event(batch: Any) -> Event:
-    first = min((int(series.steps[0]) for series in batch.values() if len(series.steps)), default=0)
+def _dropped_event(first: int) -> Event:
     return Event(first, "thinned", (), f"scalar rows from step {first} on were dropped while a sink was still busy "
-                                        "with an earlier state save (until it caught up)")
+                                        "(until it caught up)")

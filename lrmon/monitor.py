@@ -7,8 +7,10 @@ after that step's update.
 Two paths share one record pipeline:
 
 * host path (a Python loop around a jitted step): :meth:`LRMonitor.step` appends the step and the metric
-  references (device arrays are not read) to a buffer; every ``flush_every`` logged steps, and just after each
-  event step, the buffer is fetched from the device in one transfer and written to the sinks in one batch.
+  references (device arrays are not read) to a buffer; every ``flush_every`` logged steps, just after each event
+  step and at each state save, the buffer's gathering on the device is launched and handed to the courier
+  (:mod:`lrmon.courier`), whose thread copies it to the host in one transfer and writes it to the sinks in one
+  batch: the training thread waits neither for the device nor for a tracker.
 * in-graph path (``lax.scan``, ``brainstate.transform.for_loop``, a brainstate-jitted step):
   :meth:`LRMonitor.graph_step` (brainstate) or :meth:`graph_record` (functional) write rows into a device ring
   buffer that leaves the graph through one ``jax.debug.callback`` per ``graph_capacity`` logged steps.
@@ -20,11 +22,12 @@ The LR at step :math:`t` is known on the host from the configuration, so events 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import brainstate
 import jax
@@ -42,7 +45,10 @@ from lrmon.schedule import ConfigMismatchError
 from lrmon.saving import StateSaver, sink_keys
 from lrmon.state import MAX_STEP, MonitorState, StateError, read_state, state_from_dict, state_to_dict
 from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer
-from lrmon.sinks import Event, RunInfo, Series, Sink, split_batch_after
+from lrmon.sinks import Event, RunInfo, Series, Sink
+
+#: A flush's rows once read: ``(steps, lrs [n, groups], {metric: (steps, values)})``.
+_Values = tuple[np.ndarray, np.ndarray, Mapping[str, tuple[np.ndarray, np.ndarray]]]
 
 __all__ = ["LRMonitor", "PHASE_TAG"]
 
@@ -114,6 +120,9 @@ class LRMonitor:
         self._sinks = SinkSet(sinks)
         self._courier = Courier(self._sinks)
         self._writes = jax.process_index() == 0
+        # With several processes, device values are read on the training thread: their computations span the
+        # processes, and a read on another thread, at another point in each process, deadlocks XLA's CPU runtime.
+        self._multi_process = jax.process_count() > 1
         groups = self.config.num_groups
         self.lr_tags: tuple[str, ...] = lr_tags(groups)
         self._lr_of_steps = jax.jit(self.config.lr_at)
@@ -133,7 +142,6 @@ class LRMonitor:
         self._lock = threading.RLock()
         self._graph_names: tuple[str, ...] | None = None
         self._graph_state: brainstate.State | None = None
-        self._in_flight: _PendingBatch | None = None
         self._closed = False
         self._entered = False
         self._misuse: str | None = None  # a misuse seen while draining the in-graph buffer, raised once written
@@ -186,7 +194,7 @@ class LRMonitor:
             self._step_driven_schedule(t)
         self._step = t + 1
         if self._step >= self._flush_at:
-            self._write_due(complete=False)
+            self._write_due()
 
     def flush(self) -> None:
         """Write every buffered record and due event to the sinks now, and make the sinks flush (durable)."""
@@ -198,19 +206,17 @@ class LRMonitor:
             self._courier.wait()
         self._raise_misuse()
 
-    def _write_due(self, *, complete: bool = True) -> None:
-        """Write buffered records, due events and a due state save (the sinks' own flush is not called).
-
-        Without ``complete`` the records of this flush are only launched (see :meth:`_send_pending`).
-        """
+    def _write_due(self) -> None:
+        """Send buffered records, due events and a due state save to the courier (the sinks' own flush is not
+        called)."""
         # The in-graph buffer is fetched before taking the lock: with several devices (or on GPU) dispatch is
         # asynchronous, and the computation producing the buffer may be waiting for this lock in a host callback.
         self._drain_graph_state()
         with self._lock:
-            complete = complete or self._save_due() or self._event_due()
-            self._send_pending(complete=complete)
-            # an event follows the rows of its step: rows still being gathered hold its event back
-            self._emit_due_events(self._step if complete else min(self._step, self._ingested_upto))
+            pending = self._launch_pending()
+            if pending is not None:
+                self._ingest(pending.steps, pending.result)
+            self._emit_due_events(self._step)
             self._save_if_due()
             self._flush_at = self._next_flush_step()
 
@@ -323,7 +329,8 @@ class LRMonitor:
         self._write_due()  # what the host path buffered comes first
         with self._lock:
             self._step = max(self._step, last_step + 1)
-            self._ingest(steps, lrs, {name: (steps, column[logged]) for name, column in values.items()})
+            metrics = {name: (steps, column[logged]) for name, column in values.items()}
+            self._ingest(steps, lambda: (steps, lrs, metrics))
             self._emit_due_events(self._step)
             self._save_if_due()
 
@@ -380,26 +387,12 @@ class LRMonitor:
         groups = self.config.num_groups
         steps = np.asarray(steps[:count], np.int64)
         rows = np.asarray(rows[:count], np.float64)
-        metrics = {name: rows[:, groups + i] for i, name in enumerate(self._graph_names or ())}
+        metrics = {name: (steps, rows[:, groups + i]) for i, name in enumerate(self._graph_names or ())}
         with self._lock:
             self._step = max(self._step, int(last_step) + 1)
-            self._ingest(steps, rows[:, :groups], metrics)
+            self._ingest(steps, lambda: (steps, rows[:, :groups], metrics))
             self._emit_due_events(self._step)
             self._save_if_due()
-
-    def _send_pending(self, *, complete: bool) -> None:
-        """Start gathering the buffered records on the device, and write the batch started at the previous flush.
-
-        Two stages so that the host never waits for the device in the middle of training: the batch of this flush
-        is only launched (its values are gathered and copied while training goes on) and written at the next
-        flush. With ``complete`` everything is written now (explicit flushes, saves, close).
-        """
-        previous, self._in_flight = self._in_flight, self._launch_pending()
-        if previous is not None:
-            self._ingest(*previous.result())
-        if complete and self._in_flight is not None:
-            self._ingest(*self._in_flight.result())
-            self._in_flight = None
 
     def _launch_pending(self) -> "_PendingBatch | None":
         if not self._pending_steps:
@@ -425,29 +418,37 @@ class LRMonitor:
                    for name, (metric_steps, values) in columns.items()}
         return _PendingBatch(steps, lrs, metrics)
 
-    def _ingest(self, steps: np.ndarray, lrs: np.ndarray, metrics: Mapping[str, Any]) -> None:
-        """Write rows (steps increasing) to the sinks, dropping steps already written."""
-        fresh = steps >= self._ingested_upto
-        if not fresh.any():
+    def _ingest(self, steps: np.ndarray, values: Callable[[], _Values]) -> None:
+        """Send rows to the sinks, dropping steps already written; ``steps`` increase, and ``values()`` gives
+        ``(steps, lrs [n, groups], {metric: (steps, values)})``. It is called once, on the courier's thread: the
+        training thread waits neither for the device nor for a tracker."""
+        kept = steps[steps >= self._ingested_upto]
+        if not kept.size:
             return
-        steps, lrs = steps[fresh], lrs[fresh]
-        batch: dict[str, Series] = {tag: Series(steps, lrs[:, g]) for g, tag in enumerate(self.lr_tags)}
-        batch[PHASE_TAG] = Series(steps, self.config.phase_at(steps).astype(np.float64))
-        for name, values in metrics.items():
-            if isinstance(values, tuple):  # (steps, values) of a metric present on some rows only
-                metric_steps, metric_values = values
-                keep = metric_steps >= self._ingested_upto
-                batch[name] = Series(metric_steps[keep], np.asarray(metric_values, np.float64)[keep])
-            else:
-                batch[name] = Series(steps, np.asarray(values, np.float64)[fresh])
-        self._ingested_upto = int(steps[-1]) + 1
-        self._last_logged_step = int(steps[-1])
+        self._ingested_upto = int(kept[-1]) + 1
+        self._last_logged_step = int(kept[-1])
+        if self._multi_process:  # every process reads its values at the same point, in program order
+            resolved = values()
+            values = lambda: resolved  # noqa: E731
+        else:
+            values = functools.cache(values)
         # in step order: an event follows the rows of its step and comes before the rows of later steps
-        inside = [step for step in self.config.event_steps().values() if self._events_below <= step < steps[-1]]
-        for piece in split_batch_after(batch, inside):
+        cuts = [step for step in self.config.event_steps().values() if self._events_below <= step < kept[-1]]
+        for low, high in _step_ranges(kept, cuts):
             if self._writes:
-                self._courier.call("write_scalars", piece)
-            self._emit_due_events(max(int(series.steps[-1]) for series in piece.values() if len(series.steps)) + 1)
+                self._courier.write_scalars(low, functools.partial(self._rows, values, low, high))
+            self._emit_due_events(high + 1)
+
+    def _rows(self, values: Callable[[], _Values], low: int, high: int) -> dict[str, Series]:
+        """The rows at steps ``low..high`` as a batch: LRs, phase and metrics."""
+        steps, lrs, metrics = values()
+        keep = (steps >= low) & (steps <= high)
+        batch: dict[str, Series] = {tag: Series(steps[keep], lrs[keep, g]) for g, tag in enumerate(self.lr_tags)}
+        batch[PHASE_TAG] = Series(steps[keep], self.config.phase_at(steps[keep]).astype(np.float64))
+        for name, (metric_steps, metric_values) in metrics.items():
+            inside = (metric_steps >= low) & (metric_steps <= high)
+            batch[name] = Series(metric_steps[inside], np.asarray(metric_values, np.float64)[inside])
+        return batch
 
     def _emit_due_events(self, completed: int) -> None:
         """Emit the schedule events at steps below ``completed`` not emitted yet (each once: steps only advance)."""
@@ -456,10 +457,6 @@ class LRMonitor:
         self._emit(sorted((step, kind) for kind, step in self.config.event_steps().items()
                           if self._events_below <= step < completed))
         self._events_below = completed
-
-    def _event_due(self) -> bool:
-        """An event of a step already trained is waiting for its rows (flushes right after an event step)."""
-        return any(self._events_below <= step < self._step for step in self.config.event_steps().values())
 
     def _emit(self, due: Sequence[tuple[int, str]], detail_suffix: str = "") -> None:
         if not due:
@@ -617,6 +614,13 @@ class LRMonitor:
             self._sinks.call_one(sink, "open", dataclasses.replace(info, previous=self._saver.trackers.get(key, {})))
         self._sinks.call("write_config", config)
         self._saver.note_identities()
+
+
+def _step_ranges(steps: np.ndarray, cuts: Sequence[int]) -> list[tuple[int, int]]:
+    """``(first, last)`` step of each run of ``steps`` (increasing) cut right after each of ``cuts``; none empty."""
+    ends = np.searchsorted(steps, sorted(set(cuts)), side="right")
+    bounds = [0, *[int(end) for end in ends], len(steps)]
+    return [(int(steps[a]), int(steps[b - 1])) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def _padded(steps: np.ndarray, size: int) -> np.ndarray:

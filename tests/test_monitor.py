@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import warnings
 
 import braintools
@@ -215,7 +217,12 @@ def test_events_are_delivered_promptly_not_only_at_close():
     monitor = LRMonitor(WarmupCosineSchedule(0.1, 5, 1000), [sink], flush_every=10_000)
     for _ in range(6):
         monitor.step()
-    assert sink.events == [(0, "warmup_start"), (4, "warmup_end"), (5, "cosine_start")]
+    expected = [(0, "warmup_start"), (4, "warmup_end"), (5, "cosine_start")]
+    deadline = time.monotonic() + 10  # delivered by the courier's thread, without a flush
+    while sink.events != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sink.events == expected
+    assert [s for s, _ in sink.scalars["lr"]] == list(range(6))  # each event after the rows of its step
     monitor.close()
 
 
