@@ -111,6 +111,8 @@ def check_tensorboard(logdir: Path, reference: dict[int, float]) -> None:
 
 def check_wandb(out: Path, reference: dict[int, float]) -> None:
     runs = wandb_run_dirs(out / "wandb")  # start order: the order wandb sync uploads them in
+    # an attempt killed inside wandb.init, before wandb-core made the .wandb file, leaves a directory holding nothing
+    runs = [run for run in runs if any(run.glob("run-*.wandb"))]
     assert len({path.stem[len("run-"):] for run in runs for path in run.glob("run-*.wandb")}) == 1, runs  # one id
     rows = [record["history"]["item"] for run in runs for record in inspect_records(run)
             if record.get("type") == "history"]
