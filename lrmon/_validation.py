@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-__all__ = ["check_step_count", "check_learning_rate", "check_learning_rates"]
+import numpy as np
+
+from lrmon.tags import RESERVED_PREFIX
+
+__all__ = ["check_step_count", "check_learning_rate", "check_learning_rates", "check_metrics"]
 
 
 def check_step_count(name: str, value: Any, *, minimum: int) -> int:
@@ -50,3 +54,12 @@ def check_learning_rates(name: str, value: Any) -> tuple[float, ...]:
             raise ValueError(f"{name} must not be an empty list: give one learning rate per parameter group")
         return tuple(check_learning_rate(f"{name}[{i}]", v) for i, v in enumerate(value))
     return (check_learning_rate(name, value),)
+
+
+def check_metrics(metrics: Mapping[str, Any], lr_tags: Sequence[str]) -> None:
+    """Metric names must not be lrmon's (the LR tags, ``lrmon/...``) and values must be scalars."""
+    for name, value in metrics.items():
+        if name in lr_tags or name.startswith(RESERVED_PREFIX):
+            raise ValueError(f"metric name {name!r} is reserved by lrmon (LR tags {tuple(lr_tags)}, 'lrmon/...')")
+        if isinstance(value, (str, bytes)) or value is None or int(np.prod(np.shape(value))) != 1:
+            raise TypeError(f"metric {name!r} must be a scalar number or a one-element array, got {value!r:.80}")

@@ -4,16 +4,20 @@ Step convention: the record for train step :math:`t` (:math:`t = 0, 1, \dots`) c
 optimizer applied at step :math:`t` — never the next step's. Call :meth:`LRMonitor.step` once per train step,
 after that step's update.
 
-Two paths share one record pipeline:
+The monitor is a facade over one record pipeline, data flowing one way::
+
+    step() / record_many() / graph_*()  ->  Bookkeeping (what is new, what is due)
+        -> HostBuffer / GraphRecorder (rows, their values still on the device)
+        -> Delivery (rows of a step range, then its events, in step order) -> Courier (one thread) -> sinks
 
 * host path (a Python loop around a jitted step): :meth:`LRMonitor.step` appends the step and the metric
-  references (device arrays are not read) to a buffer; every ``flush_every`` logged steps, just after each event
-  step and at each state save, the buffer's gathering on the device is launched and handed to the courier
-  (:mod:`lrmon.courier`), whose thread copies it to the host in one transfer and writes it to the sinks in one
-  batch: the training thread waits neither for the device nor for a tracker.
-* in-graph path (``lax.scan``, ``brainstate.transform.for_loop``, a brainstate-jitted step):
-  :meth:`LRMonitor.graph_step` (brainstate) or :meth:`graph_record` (functional) write rows into a device ring
-  buffer that leaves the graph through one ``jax.debug.callback`` per ``graph_capacity`` logged steps.
+  references (device arrays are not read) to the :class:`~lrmon.host_buffer.HostBuffer`; every ``flush_every``
+  logged steps, just after each event step and at each state save, their gathering on the device is launched and
+  handed over; the courier's thread copies them to the host in one transfer and writes them in one batch.
+* in-graph path (``lax.scan``, ``brainstate.transform.for_loop``, a brainstate-jitted step): :meth:`graph_record`
+  (functional) or :meth:`graph_step` (brainstate) write rows into a device ring buffer
+  (:mod:`lrmon.graph_recorder`) that leaves the graph through one ``jax.debug.callback`` per ``graph_capacity``
+  logged steps; :meth:`record_many` takes a compiled loop's per-step outputs after it.
 
 The LR at step :math:`t` is known on the host from the configuration, so events need no device work: each of
 ``warmup_start``, ``warmup_end``, ``cosine_start``, ``end``, ``overrun`` is emitted once, at its step.
@@ -22,45 +26,35 @@ The LR at step :math:`t` is known on the host from the configuration, so events 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import brainstate
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from lrmon.tags import PHASE_TAG, RESERVED_PREFIX, lr_tags
-from lrmon._validation import check_step_count
-from lrmon.curve import CurveConfig
+from lrmon._validation import check_metrics, check_step_count
+from lrmon.bookkeeping import Bookkeeping
 from lrmon.courier import Courier
+from lrmon.curve import CurveConfig
+from lrmon.delivery import Delivery, Values
 from lrmon.dispatch import SinkSet
-from lrmon.fetch import PendingScalars
-from lrmon.graph import GraphBuffer, check_consecutive, empty_buffer, record
-from lrmon.schedule import ConfigMismatchError
+from lrmon.graph import GraphBuffer
+from lrmon.graph_recorder import GraphRecorder
+from lrmon.host_buffer import HostBuffer, padded_steps
+from lrmon.resuming import load_resume
 from lrmon.saving import StateSaver, sink_keys
-from lrmon.state import MAX_STEP, MonitorState, StateError, read_state, state_from_dict, state_to_dict
 from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer
-from lrmon.sinks import Event, RunInfo, Series, Sink
+from lrmon.sinks import RunInfo, Sink
+from lrmon.state import MonitorState, state_to_dict
+from lrmon.tags import lr_tags
 
-#: A flush's rows once read: ``(steps, lrs [n, groups], {metric: (steps, values)})``.
-_Values = tuple[np.ndarray, np.ndarray, Mapping[str, tuple[np.ndarray, np.ndarray]]]
-
-__all__ = ["LRMonitor", "PHASE_TAG"]
-
-#: ``resume_from="wandb-artifact:entity/project/lrmon-state-<run id>:latest"`` downloads that artifact (online).
-WANDB_ARTIFACT_PREFIX = "wandb-artifact:"
+__all__ = ["LRMonitor"]
 
 #: Seconds ``close()`` waits for the sinks to finish what is queued before giving up on them.
 _CLOSE_TIMEOUT_S = 300.0
-#: Device scalars fetched per compiled stacking call. The call takes one argument per scalar and compiles once per
-#: size; compiling it grows faster than linearly with that size (4096 arguments: ~9 s, 16384: >2 min on a 2-core
-#: CPU), so a large ``flush_every`` is fetched in chunks of this many.
-_FETCH_CHUNK = 256
 
 
 class LRMonitor:
@@ -117,63 +111,56 @@ class LRMonitor:
         self.log_every = check_step_count("log_every", log_every, minimum=1)
         self.flush_every = check_step_count("flush_every", flush_every, minimum=1)
         self.graph_capacity = check_step_count("graph_capacity", graph_capacity, minimum=1)
-        self._sinks = SinkSet(sinks)
-        self._courier = Courier(self._sinks)
-        self._writes = jax.process_index() == 0
-        # With several processes, device values are read on the training thread: their computations span the
-        # processes, and a read on another thread, at another point in each process, deadlocks XLA's CPU runtime.
-        self._multi_process = jax.process_count() > 1
-        groups = self.config.num_groups
-        self.lr_tags: tuple[str, ...] = lr_tags(groups)
-        self._lr_of_steps = jax.jit(self.config.lr_at)
-
-        self._step = current_step_of(schedule)  # index of the next train step
-        self._start_step = self._step
-        self._ingested_upto = self._step  # rows at steps below this were already written (drops duplicates)
-        self._last_logged_step: int | None = None
-        self._emission_log: list[tuple[str, int]] = []
-        self._events_below = self._step  # every event at a step below this was emitted, or is before the run
-        self._last_save_step = self._step  # the save cadence counts from here
-        self._saved_step: int | None = None  # step of the last save handed to the saver
-        self._pending_steps: list[int] = []
-        self._pending_metrics: list[Mapping[str, Any]] = []
-        self._pending_lrs: list[Any] = []
-        self._metric_names: frozenset[str] = frozenset()
-        self._lock = threading.RLock()
-        self._graph_names: tuple[str, ...] | None = None
-        self._graph_state: brainstate.State | None = None
-        self._closed = False
-        self._entered = False
-        self._misuse: str | None = None  # a misuse seen while draining the in-graph buffer, raised once written
         self.save_every = None if save_every is None else check_step_count("save_every", save_every, minimum=1)
         if resume_step is not None and resume_from is None:
             raise ValueError("resume_step needs resume_from (the state to resume); to start a fresh run at step N, "
                              "build the schedule with last_epoch=N")
-        previous = self._restore(resume_from, resume_step, allow_config_change) if resume_from is not None else None
+        resumed = None if resume_from is None else load_resume(resume_from, resume_step, self.config,
+                                                               allow_config_change)
+        if resumed is not None:
+            self.schedule.step(resumed.step)
+        self.lr_tags: tuple[str, ...] = lr_tags(self.config.num_groups)
+        self._books = Bookkeeping(
+            self.config, current_step_of(schedule) if resumed is None else resumed.step,
+            flush_every=self.flush_every, log_every=self.log_every, save_every=self.save_every,
+            last_logged_step=None if resumed is None else resumed.last_logged_step,
+            emitted=() if resumed is None else resumed.state.emitted_events)
+        self._sinks = SinkSet(sinks)
+        self._courier = Courier(self._sinks)
+        self._writes = jax.process_index() == 0
+        self._delivery = Delivery(self.config, self.lr_tags, self._books, self._courier, writes=self._writes,
+                                  read_at_once=jax.process_count() > 1)
+        self._lr_of_steps = jax.jit(self.config.lr_at)
+        self._host = HostBuffer(self.flush_every, self.config.num_groups, self._lr_of_steps, self._check_metrics)
+        self._recorder = GraphRecorder(self.graph_capacity, self.config.num_groups, self.log_every,
+                                       lambda names: self._check_metrics(dict.fromkeys(names, 0.0)), self._take)
+        self._lock = threading.RLock()  # host callbacks of compiled code arrive on other threads
+        self._closed = self._entered = False
         self._saver = StateSaver(self._courier, list(sinks), None if state_dir is None else Path(state_dir),
-                                 previous.trackers if previous is not None else None)
-        self._flush_at = self._next_flush_step()
-        self._open_sinks(resumed=previous is not None)
-        if previous is not None:
-            self._emit([(self._step, "resume")], detail_suffix=self._resume_note)
+                                 None if resumed is None else resumed.state.trackers)
+        self._open_sinks(resumed=resumed is not None)
+        if resumed is not None:
+            marker = [(resumed.step, "resume")]
+            self._books.note_sent(marker)
+            self._delivery.emit(marker, detail_suffix=resumed.note)
 
     # -- public properties -----------------------------------------------------------------------------------
     @property
     def step_count(self) -> int:
         """Train steps completed so far (the index of the next train step)."""
-        return self._step
+        return self._books.step
 
     @property
     def emitted_events(self) -> dict[str, int]:
         """Events emitted so far: kind -> step."""
-        return dict(self._emission_log)
+        return dict(self._books.emission_log)
 
     @property
     def sinks(self) -> list[Sink]:
         """The sinks still enabled (a sink that raised is disabled)."""
         return list(self._sinks.active)
 
-    # -- host path -------------------------------------------------------------------------------------------
+    # -- recording -------------------------------------------------------------------------------------------
     def step(self, **metrics: Any) -> None:
         """Record train step ``t`` (just finished) with its metrics, then advance to ``t + 1``.
 
@@ -181,125 +168,15 @@ class LRMonitor:
         """
         if self._closed:
             self._refuse_closed("step")
-        t = self._step
+        t = self._books.step
         driven = drives_an_optimizer(self.schedule)
         if t % self.log_every == 0:
-            if metrics.keys() != self._metric_names:
-                self._check_metrics(metrics)
-            self._pending_steps.append(t)
-            self._pending_metrics.append(metrics)
-            if driven:
-                self._pending_lrs.append(self.schedule.current_lrs.value)
+            self._host.append(t, metrics, self.schedule.current_lrs.value if driven else None)
         if driven:
             self._step_driven_schedule(t)
-        self._step = t + 1
-        if self._step >= self._flush_at:
+        self._books.step = t + 1
+        if self._books.flush_due():
             self._write_due()
-
-    def flush(self) -> None:
-        """Write every buffered record and due event to the sinks now, and make the sinks flush (durable)."""
-        if self._closed:
-            self._refuse_closed("flush")
-        self._write_due()
-        if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
-            self._courier.call("flush")
-            self._courier.wait()
-        self._raise_misuse()
-
-    def _write_due(self) -> None:
-        """Send buffered records, due events and a due state save to the courier (the sinks' own flush is not
-        called)."""
-        # The in-graph buffer is fetched before taking the lock: with several devices (or on GPU) dispatch is
-        # asynchronous, and the computation producing the buffer may be waiting for this lock in a host callback.
-        self._drain_graph_state()
-        with self._lock:
-            pending = self._launch_pending()
-            if pending is not None:
-                self._ingest(pending.steps, pending.result)
-            self._emit_due_events(self._step)
-            self._save_if_due()
-            self._flush_at = self._next_flush_step()
-
-    def close(self) -> None:
-        """Flush everything, save the state, then close every sink. Safe to call twice.
-
-        After ``close()`` the monitor refuses to record (``RuntimeError``): its sinks are finished.
-        """
-        if self._closed:
-            return
-        try:
-            self._save_state()
-        finally:
-            self._closed = True
-            if self._writes:
-                self._courier.call("close")
-                if not self._courier.stop(timeout=_CLOSE_TIMEOUT_S):
-                    warnings.warn(f"lrmon: the sinks did not finish within {_CLOSE_TIMEOUT_S:g} s of close(); "
-                                  "giving up on them (training is not affected)", RuntimeWarning, stacklevel=2)
-            self._saver.close()
-        self._raise_misuse()
-
-    def __enter__(self) -> "LRMonitor":
-        if self._closed:
-            self._refuse_closed("with")
-        if self._entered:
-            raise RuntimeError("LRMonitor: already inside a `with monitor:` block; the inner block's exit would "
-                               "close the monitor under the outer one. Enter it once.")
-        self._entered = True
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def _refuse_closed(self, verb: str) -> None:
-        what = "`with monitor:`" if verb == "with" else f"monitor.{verb}()"
-        raise RuntimeError(
-            f"LRMonitor: {what} after close(): the monitor is closed and its sinks are finished, so these records "
-            "would be lost. Create a new LRMonitor (resume_from= its state to continue the run)."
-        )
-
-    def _raise_misuse(self) -> None:
-        """Raise, once, a misuse found while draining the in-graph buffer (its records were written first)."""
-        misuse, self._misuse = self._misuse, None
-        if misuse is not None:
-            raise RuntimeError(misuse)
-
-    # -- in-graph path ---------------------------------------------------------------------------------------
-    def graph_buffer(self, metric_names: Sequence[str] = ()) -> GraphBuffer:
-        """An empty device buffer for :meth:`graph_record`, with room for the LRs and ``metric_names``."""
-        names = tuple(metric_names)
-        self._check_metrics(dict.fromkeys(names, 0.0))
-        self._graph_names = names
-        return empty_buffer(self.graph_capacity, self.config.num_groups + len(names))
-
-    def graph_record(self, buffer: GraphBuffer, step: Any, **metrics: Any) -> GraphBuffer:
-        """Record train step ``step`` inside compiled code (e.g. the body of ``lax.scan``): pure, returns the buffer.
-
-        The LR is the curve's value at ``step`` (what an optax optimizer with this schedule applies at count
-        ``step``). After the loop, hand the final buffer to :meth:`graph_drain`.
-        """
-        return self._record_row(buffer, step, self.config.lr_at(step), metrics)
-
-    def graph_drain(self, buffer: GraphBuffer) -> None:
-        """Send the rows left in ``buffer`` to the sinks and advance the step count past its last step."""
-        if self._closed:
-            self._refuse_closed("graph_drain")
-        self._drain(buffer)
-        self._raise_misuse()
-
-    def _drain(self, buffer: GraphBuffer) -> None:
-        steps, rows, count, last_step, skipped_to = jax.device_get(tuple(buffer))
-        if np.ndim(count):  # per-device copies stacked by pmap: identical (replicated carry), keep the first
-            first = (0,) * np.ndim(count)
-            steps, rows, count, last_step, skipped_to = (
-                steps[first], rows[first], count[first], last_step[first], skipped_to[first])
-        self._receive(steps, rows, count, last_step)
-        if skipped_to >= 0 and self._misuse is None:
-            self._misuse = (
-                f"LRMonitor.graph_step(): the schedule reached step {int(skipped_to)} without the step before it being "
-                "recorded: something else stepped the schedule. graph_step() steps it once per train step; do not "
-                "also call schedule.step() yourself. The records made so far were written."
-            )
 
     def record_many(self, steps: Any, **metrics: Any) -> None:
         """Record many finished train steps at once, e.g. the per-step outputs of a ``lax.scan``.
@@ -322,22 +199,36 @@ class LRMonitor:
         if np.any(np.diff(steps) <= 0):
             raise ValueError("steps must be strictly increasing")
         last_step = int(steps[-1])
-        logged = steps % self.log_every == 0
-        steps = steps[logged]
-        size = 1 << max(len(steps) - 1, 0).bit_length()  # a power of 2: few shapes, few compiles
-        lrs = np.asarray(self._lr_of_steps(_padded(steps, size)), np.float64)[: len(steps)]
+        logged = steps[steps % self.log_every == 0]
+        size = 1 << max(len(logged) - 1, 0).bit_length()  # a power of 2: few shapes, few compiles
+        lrs = np.asarray(self._lr_of_steps(padded_steps(logged, size)), np.float64)[: len(logged)]
+        columns = {name: (logged, column[steps % self.log_every == 0]) for name, column in values.items()}
         self._write_due()  # what the host path buffered comes first
-        with self._lock:
-            self._step = max(self._step, last_step + 1)
-            metrics = {name: (steps, column[logged]) for name, column in values.items()}
-            self._ingest(steps, lambda: (steps, lrs, metrics))
-            self._emit_due_events(self._step)
-            self._save_if_due()
+        self._take(logged, lambda: (logged, lrs, columns), last_step)
+
+    def graph_buffer(self, metric_names: Sequence[str] = ()) -> GraphBuffer:
+        """An empty device buffer for :meth:`graph_record`, with room for the LRs and ``metric_names`` (part of
+        the buffer's static structure: a compiled function decodes its rows with the names it was traced with)."""
+        return self._recorder.buffer(metric_names)
+
+    def graph_record(self, buffer: GraphBuffer, step: Any, **metrics: Any) -> GraphBuffer:
+        """Record train step ``step`` inside compiled code (e.g. the body of ``lax.scan``): pure, returns the buffer.
+
+        The LR is the curve's value at ``step`` (what an optax optimizer with this schedule applies at count
+        ``step``). After the loop, hand the final buffer to :meth:`graph_drain`.
+        """
+        return self._recorder.record(buffer, step, self.config.lr_at(step), metrics)
+
+    def graph_drain(self, buffer: GraphBuffer) -> None:
+        """Send the rows left in ``buffer`` to the sinks and advance the step count past its last step."""
+        if self._closed:
+            self._refuse_closed("graph_drain")
+        self._recorder.drain(buffer)
+        self._raise_misuse()
 
     def init_graph_state(self, metric_names: Sequence[str] = ()) -> None:
         """Create (outside any transform) the brainstate ``State`` that :meth:`graph_step` writes to."""
-        buffer = self.graph_buffer(metric_names)._replace(last_step=jnp.full((), self._step - 1, jnp.int32))
-        self._graph_state = brainstate.State(buffer)
+        self._recorder.init_state(metric_names, self._books.step)
 
     def graph_step(self, **metrics: Any) -> None:
         """The brainstate form of :meth:`graph_record`: call once per train step inside ``brainstate.transform``
@@ -345,140 +236,19 @@ class LRMonitor:
         the schedule. Call :meth:`init_graph_state` with the metric names first; :meth:`flush` / :meth:`close`
         send what is left in the buffer.
         """
-        if self._graph_state is None:
-            raise ValueError("call monitor.init_graph_state(metric_names) before using graph_step inside a transform")
-        step = self.schedule.last_epoch.value
-        lrs = jnp.stack([jnp.asarray(lr, jnp.float32) for lr in self.schedule.current_lrs.value])
-        buffer = check_consecutive(self._graph_state.value, step)
-        self._graph_state.value = self._record_row(buffer, step, lrs, metrics)
-        self.schedule.step()
+        self._recorder.step_state(self.schedule, metrics)
 
-    # -- internals -------------------------------------------------------------------------------------------
-    def _record_row(self, buffer: GraphBuffer, step: Any, lrs: jax.Array, metrics: Mapping[str, Any]) -> GraphBuffer:
-        names = self._graph_names
-        if names is None or set(metrics) != set(names):
-            raise ValueError(f"metrics must be exactly the names the buffer was made for: {names}, got {sorted(metrics)}")
-        values = [jnp.reshape(jnp.asarray(metrics[name], jnp.float32), ()) for name in names]
-        row = jnp.concatenate([jnp.reshape(lrs, (-1,)).astype(jnp.float32), jnp.stack(values) if values else
-                               jnp.zeros((0,), jnp.float32)])
-        return record(buffer, step, row, self.log_every, self._receive_safely)
+    # -- flushing, saving, closing ---------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write every buffered record and due event to the sinks now, and make the sinks flush (durable)."""
+        if self._closed:
+            self._refuse_closed("flush")
+        self._write_due()
+        if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
+            self._courier.call("flush")
+            self._courier.wait()
+        self._raise_misuse()
 
-    def _drain_graph_state(self) -> None:
-        if self._graph_state is None:
-            return
-        buffer = self._graph_state.value
-        self._graph_state.value = empty_buffer(*buffer.rows.shape)._replace(last_step=buffer.last_step)
-        self._drain(buffer)
-
-    def _receive_safely(self, steps: np.ndarray, rows: np.ndarray, count: np.ndarray, last_step: np.ndarray) -> None:
-        """Host end of the in-graph callback: never lets an exception into the compiled step."""
-        try:
-            if self._closed:
-                raise RuntimeError(f"{int(count)} rows arrived after close() and were dropped (close the monitor "
-                                   "after the compiled loop has finished)")
-            self._receive(steps, rows, count, last_step)
-        except Exception as error:  # noqa: BLE001
-            import warnings
-
-            warnings.warn(f"lrmon: in-graph records could not be written: {error!r}", RuntimeWarning, stacklevel=1)
-
-    def _receive(self, steps: np.ndarray, rows: np.ndarray, count: Any, last_step: Any) -> None:
-        count = int(count)
-        groups = self.config.num_groups
-        steps = np.asarray(steps[:count], np.int64)
-        rows = np.asarray(rows[:count], np.float64)
-        metrics = {name: (steps, rows[:, groups + i]) for i, name in enumerate(self._graph_names or ())}
-        with self._lock:
-            self._step = max(self._step, int(last_step) + 1)
-            self._ingest(steps, lambda: (steps, rows[:, :groups], metrics))
-            self._emit_due_events(self._step)
-            self._save_if_due()
-
-    def _launch_pending(self) -> "_PendingBatch | None":
-        if not self._pending_steps:
-            return None
-        steps = np.asarray(self._pending_steps, np.int64)
-        rows, applied = self._pending_metrics, self._pending_lrs
-        self._pending_steps, self._pending_metrics, self._pending_lrs = [], [], []
-        chunk = min(self.flush_every, _FETCH_CHUNK)
-        if applied:
-            lrs = [PendingScalars([lr[g] for lr in applied], chunk) for g in range(self.config.num_groups)]
-        else:
-            lrs = self._lr_of_steps(_padded(steps, self.flush_every))  # one shape: compiled once
-        if all(row.keys() == rows[0].keys() for row in rows):  # the usual case: the same metrics every step
-            columns = {name: (steps, [row[name] for row in rows]) for name in rows[0]}
-        else:
-            lists: dict[str, tuple[list[int], list[Any]]] = {}
-            for step, row in zip(steps.tolist(), rows):
-                for name, value in row.items():
-                    lists.setdefault(name, ([], []))[0].append(step)
-                    lists[name][1].append(value)
-            columns = {name: (np.asarray(s, np.int64), values) for name, (s, values) in lists.items()}
-        metrics = {name: (metric_steps, PendingScalars(values, chunk))
-                   for name, (metric_steps, values) in columns.items()}
-        return _PendingBatch(steps, lrs, metrics)
-
-    def _ingest(self, steps: np.ndarray, values: Callable[[], _Values]) -> None:
-        """Send rows to the sinks, dropping steps already written; ``steps`` increase, and ``values()`` gives
-        ``(steps, lrs [n, groups], {metric: (steps, values)})``. It is called once, on the courier's thread: the
-        training thread waits neither for the device nor for a tracker."""
-        kept = steps[steps >= self._ingested_upto]
-        if not kept.size:
-            return
-        self._ingested_upto = int(kept[-1]) + 1
-        self._last_logged_step = int(kept[-1])
-        if self._multi_process:  # every process reads its values at the same point, in program order
-            resolved = values()
-            values = lambda: resolved  # noqa: E731
-        else:
-            values = functools.cache(values)
-        # in step order: an event follows the rows of its step and comes before the rows of later steps
-        cuts = [step for step in self.config.event_steps().values() if self._events_below <= step < kept[-1]]
-        for low, high in _step_ranges(kept, cuts):
-            if self._writes:
-                self._courier.write_scalars(low, functools.partial(self._rows, values, low, high))
-            self._emit_due_events(high + 1)
-
-    def _rows(self, values: Callable[[], _Values], low: int, high: int) -> dict[str, Series]:
-        """The rows at steps ``low..high`` as a batch: LRs, phase and metrics."""
-        steps, lrs, metrics = values()
-        keep = (steps >= low) & (steps <= high)
-        batch: dict[str, Series] = {tag: Series(steps[keep], lrs[keep, g]) for g, tag in enumerate(self.lr_tags)}
-        batch[PHASE_TAG] = Series(steps[keep], self.config.phase_at(steps[keep]).astype(np.float64))
-        for name, (metric_steps, metric_values) in metrics.items():
-            inside = (metric_steps >= low) & (metric_steps <= high)
-            batch[name] = Series(metric_steps[inside], np.asarray(metric_values, np.float64)[inside])
-        return batch
-
-    def _emit_due_events(self, completed: int) -> None:
-        """Emit the schedule events at steps below ``completed`` not emitted yet (each once: steps only advance)."""
-        if completed <= self._events_below:
-            return
-        self._emit(sorted((step, kind) for kind, step in self.config.event_steps().items()
-                          if self._events_below <= step < completed))
-        self._events_below = completed
-
-    def _emit(self, due: Sequence[tuple[int, str]], detail_suffix: str = "") -> None:
-        if not due:
-            return
-        lrs = self.config.exact_lr_at([step for step, _ in due])  # NumPy: this may run in a host callback
-        events = [Event(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]) + detail_suffix)
-                  for i, (step, kind) in enumerate(due)]
-        for event in events:
-            self._emission_log.append((event.kind, event.step))
-        if self._writes:
-            self._courier.call("write_events", events)
-
-    def _next_flush_step(self) -> int:
-        """The step count at which the host path flushes next: after ``flush_every`` logged steps, an event, or
-        when a state save is due."""
-        first = max(self._step, self._events_below)
-        upcoming = [step + 1 for step in self.config.event_steps().values() if step >= first]
-        if self.save_every is not None:
-            upcoming.append(self._next_save_step())
-        return min([self._step + self.flush_every * self.log_every] + upcoming)
-
-    # -- state -----------------------------------------------------------------------------------------------
     def save_state(self) -> Path | None:
         """Flush, then save the state (local file, and every sink's tracker) and wait for it; returns the local
         file's path (``None`` if it could not be written anywhere, and on processes other than 0).
@@ -487,11 +257,11 @@ class LRMonitor:
         """
         if self._closed:
             self._refuse_closed("save_state")
-        self._save_state()
+        self._save_now()
         self._courier.wait()
         self._raise_misuse()
         last = self._saver.last
-        return last[1] if self._writes and last is not None and last[0] == self._step else None
+        return last[1] if self._writes and last is not None and last[0] == self._books.step else None
 
     def state_dict(self) -> dict[str, Any]:
         """Save the state now (:meth:`save_state`, which waits) and return it as the JSON-ready dict a state file
@@ -503,90 +273,90 @@ class LRMonitor:
         """
         self.save_state()
         with self._lock:
-            return state_to_dict(self._snapshot())
+            return state_to_dict(self._snapshot(self._books.step))
 
-    def _save_state(self) -> None:
-        self._write_due()  # drains the in-graph buffer before taking the lock (see _write_due)
-        self._sync_schedule()
+    def close(self) -> None:
+        """Flush everything, save the state, then close every sink. Safe to call twice.
+
+        After ``close()`` the monitor refuses to record (``RuntimeError``): its sinks are finished.
+        """
+        if self._closed:
+            return
+        try:
+            self._save_now()
+        finally:
+            self._closed = self._recorder.closed = True
+            if self._writes:
+                self._courier.call("close")
+                if not self._courier.stop(timeout=_CLOSE_TIMEOUT_S):
+                    warnings.warn(f"lrmon: the sinks did not finish within {_CLOSE_TIMEOUT_S:g} s of close(); "
+                                  "giving up on them (training is not affected)", RuntimeWarning, stacklevel=2)
+            self._saver.close()
+        self._raise_misuse()
+
+    def __enter__(self) -> "LRMonitor":
+        if self._closed:
+            self._refuse_closed("with")
+        if self._entered:
+            raise RuntimeError("LRMonitor: already inside a `with monitor:` block; the inner block's exit would "
+                               "close the monitor under the outer one. Enter it once.")
+        self._entered = True
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- the pipeline ----------------------------------------------------------------------------------------
+    def _write_due(self) -> None:
+        """Hand the buffered rows, due events and a due save to the courier (the sinks' own flush is not called)."""
+        # The in-graph buffer is fetched before taking the lock: with several devices (or on GPU) dispatch is
+        # asynchronous, and the computation producing the buffer may be waiting for this lock in a host callback.
+        self._recorder.drain_state()
         with self._lock:
-            if self._saved_step != self._step:
-                self._save_flushed_state()
+            pending = self._host.take()
+            if pending is not None:
+                self._delivery.deliver(pending.steps, pending.values)
+            self._delivery.events_upto(self._books.step)
+            self._save_if_due()
+            self._books.plan_next_flush()
 
-    def _save_due(self) -> bool:
-        return self.save_every is not None and self._step >= self._next_save_step()
+    def _take(self, steps: np.ndarray, values: Callable[[], Values], last_step: int) -> None:
+        """Rows that arrived with the step count past them (a compiled loop's): deliver, then a due save."""
+        with self._lock:
+            self._books.step = max(self._books.step, last_step + 1)
+            self._delivery.deliver(steps, values)
+            self._delivery.events_upto(self._books.step)
+            self._save_if_due()
 
     def _save_if_due(self) -> None:
-        """Save at the multiple of ``save_every`` just reached, even when the records arrived past it (a compiled
-        loop's buffer): the state of a step is a function of the step, and the sinks hold every record below it."""
-        if self._save_due():
-            assert self.save_every is not None
-            self._save_flushed_state(self._step // self.save_every * self.save_every)
-
-    def _next_save_step(self) -> int:
-        assert self.save_every is not None
-        return (self._last_save_step // self.save_every + 1) * self.save_every
-
-    def _sync_schedule(self) -> None:
-        """Bring a schedule the monitor does not step every train step (optax: pure) to the monitor's step.
-
-        Done at :meth:`save_state` and :meth:`close` (on the training thread: it runs JAX ops), not per step.
-        """
-        if not drives_an_optimizer(self.schedule) and self._graph_state is None:
-            self.schedule.step(self._step)
-
-    def _save_flushed_state(self, step: int | None = None) -> None:
-        """Hand the state of ``step`` (default: now) to the saver; it runs on the courier, after the records sent
-        so far, which include every record below ``step``."""
-        step = self._step if step is None else step
-        self._last_save_step = self._saved_step = step
-        if self._writes:
+        step = self._books.take_due_save()
+        if step is not None and self._writes:
             self._saver.save(self._snapshot(step))
 
-    def _snapshot(self, step: int | None = None) -> MonitorState:
-        step = self._step if step is None else step
-        last = self._last_logged_step
+    def _save_now(self) -> None:
+        """Save the state of the current step (unless saved already), after everything buffered."""
+        self._write_due()
+        if not drives_an_optimizer(self.schedule) and self._recorder.state is None:
+            self.schedule.step(self._books.step)  # bring a pure (optax) schedule to the monitor's step
+        with self._lock:
+            if self._books.saved_step != self._books.step:
+                self._books.note_saved(self._books.step)
+                if self._writes:
+                    self._saver.save(self._snapshot(self._books.step))
+
+    def _snapshot(self, step: int) -> MonitorState:
+        """The state of ``step``: the sinks hold every record below it once the saver has flushed them."""
         return MonitorState(
             schedule_class=type(self.schedule).__name__,
             config=self.config,
             step=step,
-            emitted_events=tuple((kind, at) for kind, at in self._emission_log if at < step),
-            last_logged_step=None if last is None or step == 0 else min(last, step - 1),
+            emitted_events=self._books.events_before(step),
+            last_logged_step=self._books.last_logged_before(step),
             trackers=self._saver.trackers,
             monitor_config={"log_every": self.log_every, "save_every": self.save_every},
         )
 
-    def _restore(self, source: Any, resume_step: int | None, allow_config_change: bool) -> MonitorState:
-        """Continue from a saved state at ``resume_step`` (default: its step); returns the state.
-
-        Nothing changes if the state cannot be read or does not match (``StateError``, ``ConfigMismatchError``).
-        """
-        if isinstance(source, str) and source.startswith(WANDB_ARTIFACT_PREFIX):
-            from lrmon.integrations.wandb import download_state_artifact  # imports wandb: only when asked for
-
-            source = download_state_artifact(source[len(WANDB_ARTIFACT_PREFIX):])
-        if isinstance(source, MonitorState):
-            state, origin = source, "a MonitorState"
-        elif isinstance(source, Mapping):
-            state, origin = state_from_dict(source, source="the state dict"), "a state dict"
-        else:
-            state, origin = read_state(source), os.fspath(source)
-        differing = state.config.differing_fields(self.config)
-        if differing and not allow_config_change:
-            raise ConfigMismatchError(differing, state.config, self.config)
-        step = state.step if resume_step is None else resume_step
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 0 <= step <= MAX_STEP:
-            raise StateError(f"resume_step must be an integer in [0, {MAX_STEP}] (steps the schedule can "
-                             f"evaluate), got {step!r}", origin)
-        step = int(step)
-        self.schedule.step(step)
-        self._step = self._start_step = self._ingested_upto = self._last_save_step = self._events_below = step
-        self._last_logged_step = None if state.last_logged_step is None else min(state.last_logged_step, step - 1)
-        self._emission_log = [(kind, at) for kind, at in state.emitted_events if at < step]
-        changed = f"; configuration changed in {differing}" if differing else ""
-        saved = f" (state saved at step {state.step})" if step != state.step else ""
-        self._resume_note = f", resumed from {origin}{saved}{changed}"
-        return state
-
+    # -- helpers ---------------------------------------------------------------------------------------------
     def _step_driven_schedule(self, t: int) -> None:
         value = self.schedule.last_epoch.value
         if isinstance(value, int) and value != t:
@@ -597,55 +367,28 @@ class LRMonitor:
         self.schedule.step()
 
     def _check_metrics(self, metrics: Mapping[str, Any]) -> None:
-        for name, value in metrics.items():
-            if name in self.lr_tags or name.startswith(RESERVED_PREFIX):
-                raise ValueError(f"metric name {name!r} is reserved by lrmon (LR tags {self.lr_tags}, 'lrmon/...')")
-            if isinstance(value, (str, bytes)) or value is None or int(np.prod(np.shape(value))) != 1:
-                raise TypeError(f"metric {name!r} must be a scalar number or a one-element array, got {value!r:.80}")
-        self._metric_names = frozenset(metrics)
+        check_metrics(metrics, self.lr_tags)
 
     def _open_sinks(self, *, resumed: bool) -> None:
         if not self._writes:
             return
         config = {"schedule": type(self.schedule).__name__, **self.config.to_dict(), "log_every": self.log_every}
-        info = RunInfo(self._start_step, config, self.lr_tags, resumed=resumed, write=True)
+        info = RunInfo(self._books.start_step, config, self.lr_tags, resumed=resumed, write=True)
         sinks = list(self._sinks.active)
         for sink, key in zip(sinks, sink_keys(sinks)):  # each sink learns what it held in the resumed state
             self._sinks.call_one(sink, "open", dataclasses.replace(info, previous=self._saver.trackers.get(key, {})))
         self._sinks.call("write_config", config)
         self._saver.note_identities()
 
+    def _refuse_closed(self, verb: str) -> None:
+        what = "`with monitor:`" if verb == "with" else f"monitor.{verb}()"
+        raise RuntimeError(
+            f"LRMonitor: {what} after close(): the monitor is closed and its sinks are finished, so these records "
+            "would be lost. Create a new LRMonitor (resume_from= its state to continue the run)."
+        )
 
-def _step_ranges(steps: np.ndarray, cuts: Sequence[int]) -> list[tuple[int, int]]:
-    """``(first, last)`` step of each run of ``steps`` (increasing) cut right after each of ``cuts``; none empty."""
-    ends = np.searchsorted(steps, sorted(set(cuts)), side="right")
-    bounds = [0, *[int(end) for end in ends], len(steps)]
-    return [(int(steps[a]), int(steps[b - 1])) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-
-
-def _padded(steps: np.ndarray, size: int) -> np.ndarray:
-    """``steps`` as int32 padded with zeros to ``size``, so the compiled curve sees few distinct shapes."""
-    padded = np.zeros((size,), np.int32)
-    padded[: len(steps)] = steps
-    return padded
-
-
-def _describe(kind: str, step: int, lrs: np.ndarray) -> str:
-    lr_text = ", ".join(f"{lr:.6g}" for lr in lrs.tolist())
-    return f"{kind} at step {step} (lr {lr_text})"
-
-
-class _PendingBatch:
-    """A flush's records whose device values are still being gathered."""
-
-    def __init__(self, steps: np.ndarray, lrs: Any, metrics: Mapping[str, tuple[np.ndarray, PendingScalars]]) -> None:
-        self.steps, self._lrs, self._metrics = steps, lrs, metrics
-
-    def result(self) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-        """``(steps, lrs [n, groups], {metric: (steps, values)})``, waiting for the device if needed."""
-        n = len(self.steps)
-        if isinstance(self._lrs, list):  # LRs the schedule held for a braintools optimizer
-            lrs = np.stack([pending.result() for pending in self._lrs], axis=1)
-        else:  # the compiled curve at these steps
-            lrs = np.asarray(self._lrs, np.float64)[:n]
-        return self.steps, lrs, {name: (steps, pending.result()) for name, (steps, pending) in self._metrics.items()}
+    def _raise_misuse(self) -> None:
+        """Raise, once, a misuse found while draining the in-graph buffer (its records were written first)."""
+        misuse = self._recorder.take_misuse()
+        if misuse is not None:
+            raise RuntimeError(misuse)

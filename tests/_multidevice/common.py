@@ -88,9 +88,10 @@ class CallbackCounter:
         self.identical = True  # every firing for the same ring carried identical rows
         self._rows: dict[tuple, bytes] = {}
         self._lock = threading.Lock()
-        inner = monitor._receive_safely
+        recorder = monitor._recorder
+        inner = recorder._receive_safely
 
-        def receive(steps, rows, count, last_step):
+        def receive(names, steps, rows, count, last_step):
             n = int(count)
             key = (int(steps[0]), int(steps[max(n - 1, 0)]), n)
             with self._lock:
@@ -100,9 +101,9 @@ class CallbackCounter:
                 data = rows[:n].tobytes() + steps[:n].tobytes()
                 if self._rows.setdefault(key, data) != data:
                     self.identical = False
-            inner(steps, rows, count, last_step)
+            inner(names, steps, rows, count, last_step)
 
-        monitor._receive_safely = receive
+        recorder._receive_safely = receive
 
     def report(self) -> dict[str, Any]:
         return {"firings": self.firings, "threads": len(self.threads),
