@@ -23,11 +23,14 @@ import argparse
 import json
 import os
 import sys
-from typing import NoReturn, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from lrmon.plotting import RunReadError
 
-__all__ = ["main", "build_parser"]
+if TYPE_CHECKING:
+    from lrmon.state import MonitorState
+
+__all__ = ["main", "build_parser", "describe_state"]
 
 _EXAMPLES = """\
 examples:
@@ -159,7 +162,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from lrmon.state import StateError, describe_state, read_state, state_to_dict
+    from lrmon.state import StateError, read_state, state_to_dict
 
     try:
         state = read_state(args.state)
@@ -172,6 +175,50 @@ def _inspect(args: argparse.Namespace) -> int:
         print(describe_state(state))
     print(f"valid: yes ({args.state}: checksum and every field check out)")
     return 0
+
+
+def _phase_description(state: MonitorState) -> str:
+    config, step = state.config, state.step
+    if step < config.warmup_steps:
+        phase = "warmup"
+    elif step < config.total_steps:
+        phase = "cosine"
+    else:
+        phase = "past the end"
+    return f"{phase}, {100.0 * step / config.total_steps:.1f}% of total_steps"
+
+
+def _next_event(state: MonitorState) -> str:
+    upcoming = [(step, kind) for kind, step in state.config.event_steps().items() if step >= state.step]
+    if not upcoming:
+        return "none"
+    step, kind = min(upcoming)
+    return f"{kind} at step {step}"
+
+
+def describe_state(state: MonitorState) -> str:
+    """A human-readable multi-line summary of ``state`` (for ``lrmon inspect``)."""
+    config = state.config
+    events = ", ".join(f"{kind}@{step}" for kind, step in state.emitted_events) or "none"
+    rows = [
+        ("written at", state.written_at),
+        ("schedule", state.schedule_class),
+        ("base_lrs", f"{list(config.base_lrs)} ({config.num_groups} parameter group{'s' * (config.num_groups > 1)})"),
+        ("warmup_steps", str(config.warmup_steps)),
+        ("total_steps", str(config.total_steps)),
+        ("warmup_start_lr", repr(config.warmup_start_lr)),
+        ("eta_min", repr(config.eta_min)),
+        ("step", f"{state.step} ({_phase_description(state)})"),
+        ("last logged step", "none" if state.last_logged_step is None else str(state.last_logged_step)),
+        ("events emitted", events),
+        ("next event", _next_event(state)),
+    ]
+    rows += [(f"tracker {name}", json.dumps(value, sort_keys=True)) for name, value in sorted(state.trackers.items())]
+    rows.append(("monitor config", json.dumps(state.monitor_config, sort_keys=True)))
+    width = max(len(label) for label, _ in rows) + 1
+    lines = [f"lrmon monitor state (schema {state.schema}, version {state.version})"]
+    lines += [f"  {label + ':':<{width}} {value}" for label, value in rows]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,20 +35,35 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import msgspec
 import numpy as np
 
 from lrmon._validation import check_learning_rate, check_learning_rates, check_step_count
 
-__all__ = ["CurveConfig", "EVENT_KINDS", "PHASE_WARMUP", "PHASE_COSINE", "PHASE_PAST_END"]
+__all__ = ["CurveConfig", "ConfigFields", "EVENT_KINDS", "PHASE_WARMUP", "PHASE_COSINE", "PHASE_PAST_END"]
 
 PHASE_WARMUP, PHASE_COSINE, PHASE_PAST_END = 0, 1, 2
 
 #: The schedule's events in the order they happen.
 EVENT_KINDS: tuple[str, ...] = ("warmup_start", "warmup_end", "cosine_start", "end", "overrun")
+
+
+class ConfigFields(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The JSON form of a :class:`CurveConfig` (:meth:`CurveConfig.to_dict`): every key required, no other key.
+
+    Only the types are declared here (integers are never bools or floats; a float may be written as an integer);
+    the values' domain is checked by :class:`CurveConfig` itself.
+    """
+
+    base_lrs: list[float]
+    warmup_steps: int
+    total_steps: int
+    warmup_start_lr: float
+    eta_min: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,14 +108,24 @@ class CurveConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CurveConfig":
-        """Build (and validate) a configuration from :meth:`to_dict`'s output; unknown or missing keys raise."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(fields - set(data))
-        unknown = sorted(set(data) - fields)
-        if missing or unknown:
-            raise ValueError(f"schedule configuration: missing fields {missing}, unknown fields {unknown}")
-        return cls(**{name: data[name] for name in fields})
+    def from_dict(cls, data: Any) -> "CurveConfig":
+        """Build (and validate) a configuration from :meth:`to_dict`'s output.
+
+        This is the one way lrmon reads a configuration from data (state documents, schedule state dicts, recorded
+        run configurations): the fields and their JSON types are those of :class:`ConfigFields`.
+
+        Args:
+          data: a mapping with exactly the keys of :meth:`to_dict`.
+
+        Returns:
+          The validated configuration.
+
+        Raises:
+          ValueError: a missing, unknown or mistyped key (``msgspec.ValidationError``, naming the key) or a value
+            the configuration refuses.
+        """
+        fields = msgspec.convert(data, ConfigFields, strict=True)
+        return cls(**msgspec.structs.asdict(fields))
 
     def differing_fields(self, other: "CurveConfig") -> list[str]:
         """Names of the fields whose values differ between ``self`` and ``other``."""

@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lrmon.tags import CONFIG_TAG, EVENT_ROW_PREFIX, EVENT_TEXT_PREFIX, PHASE_NAMES, PHASE_TAG, is_lr_tag, lr_tag_order
-from lrmon.curve import CurveConfig
+from lrmon.curve import ConfigFields, CurveConfig
 
 __all__ = [
     "RunData", "RunReadError", "PREVIEW_SIZE", "PLOT_SIZE", "schedule_points", "schedule_summary",
@@ -395,14 +395,13 @@ def config_from_mapping(data: Any) -> CurveConfig | None:
         return None
     if "value" in data and isinstance(data["value"], Mapping) and len(data) <= 2:  # W&B's {"value": ...} form
         data = data["value"]
-    fields = ("base_lrs", "warmup_steps", "total_steps", "warmup_start_lr", "eta_min")
     if "base_lrs" not in data:  # flattened by a clu writer: base_lrs/0, base_lrs/1, ...
         flat = sorted((int(key.split("/", 1)[1]), value) for key, value in data.items()
                       if re.fullmatch(r"base_lrs/\d+", str(key)))
         data = {**data, "base_lrs": [value for _, value in flat]} if flat else data
     try:
-        return CurveConfig.from_dict({name: data[name] for name in fields})
-    except (KeyError, TypeError, ValueError):
+        return CurveConfig.from_dict({name: data[name] for name in ConfigFields.__struct_fields__ if name in data})
+    except ValueError:
         return None
 
 

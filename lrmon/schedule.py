@@ -18,13 +18,15 @@ import brainstate
 import jax
 import jax.numpy as jnp
 
+from lrmon._state_schema import STATE_VERSION, SchemaError, read_schedule_state, schedule_state_dict
 from lrmon._validation import check_step_count
 from lrmon.curve import CurveConfig
 
 __all__ = ["WarmupCosineSchedule", "ConfigMismatchError", "SCHEDULE_STATE_VERSION"]
 
-#: Version of the dictionary written by :meth:`WarmupCosineSchedule.state_dict`.
-SCHEDULE_STATE_VERSION = 1
+#: Version of the dictionary written by :meth:`WarmupCosineSchedule.state_dict`: that of the state document, whose
+#: schedule part it is (:class:`lrmon._state_schema.ScheduleState`).
+SCHEDULE_STATE_VERSION = STATE_VERSION
 
 
 class ConfigMismatchError(ValueError):
@@ -189,39 +191,36 @@ class WarmupCosineSchedule(_scheduler_base()):
 
     # -- state -----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The step and the full configuration, as JSON-ready plain data (with a schema version)."""
-        return {
-            "version": SCHEDULE_STATE_VERSION,
-            "class": type(self).__name__,
-            "config": self._config.to_dict(),
-            "last_epoch": int(self.last_epoch.value),
-        }
+        """The step and the full configuration, as JSON-ready plain data (with a schema version).
+
+        Returns:
+          ``{"version": SCHEDULE_STATE_VERSION, "class": <class name>, "config": <CurveConfig.to_dict()>,
+          "last_epoch": <step>}``: the schedule's part of the monitor's state document, with the same schema.
+        """
+        return schedule_state_dict(type(self).__name__, self._config, int(self.last_epoch.value))
 
     def load_state_dict(self, state_dict: Mapping[str, Any], *, allow_config_change: bool = False) -> None:
         """Restore ``last_epoch`` from :meth:`state_dict`'s output.
 
-        Raises ``ValueError`` if the document is malformed or of another version, and :class:`ConfigMismatchError`
-        (a ``ValueError``) naming the fields if the saved configuration differs from this schedule's, unless
-        ``allow_config_change`` is true: then this schedule keeps its own configuration and continues from the
-        saved step. Nothing changes when an error is raised.
+        Args:
+          state_dict: the output of :meth:`state_dict` (e.g. after a JSON round trip).
+          allow_config_change: keep this schedule's configuration if the saved one differs, and continue from the
+            saved step.
+
+        Raises:
+          TypeError: ``state_dict`` is not a mapping.
+          ValueError: the document is malformed or of another version (the message names the field).
+          ConfigMismatchError: (a ``ValueError``) the saved configuration differs from this schedule's and
+            ``allow_config_change`` is false; ``fields`` names the fields.
+
+        Nothing changes when an error is raised.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-        missing = sorted({"version", "config", "last_epoch"} - set(state_dict))
-        if missing:
-            raise ValueError(f"state_dict is missing fields {missing}")
-        if state_dict["version"] != SCHEDULE_STATE_VERSION:
-            raise ValueError(
-                f"state_dict version {state_dict['version']!r} is not supported (expected {SCHEDULE_STATE_VERSION})"
-            )
-        config = state_dict["config"]
-        if not isinstance(config, Mapping):
-            raise ValueError(f"state_dict['config'] must be a mapping, got {type(config).__name__}")
-        try:  # a wrongly typed field is a malformed document too: ValueError, as documented
-            saved = CurveConfig.from_dict(config)
-            last_epoch = check_step_count("state_dict['last_epoch']", state_dict["last_epoch"], minimum=0)
-        except TypeError as error:
-            raise ValueError(f"malformed state_dict: {error}") from error
+        try:
+            saved, last_epoch = read_schedule_state(state_dict)
+        except SchemaError as error:
+            raise ValueError(f"malformed state_dict: {error}") from None
         differing = saved.differing_fields(self._config)
         if differing and not allow_config_change:
             raise ConfigMismatchError(differing, saved, self._config)

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import lrmon.state as state_module
+import lrmon._state_codec as codec_module
+from lrmon.cli import describe_state
 from lrmon.curve import EVENT_KINDS, CurveConfig
 from lrmon.state import (
     ARTIFACT_MARKER_NAME,
@@ -35,7 +36,6 @@ from lrmon.state import (
     StateError,
     check_artifact_type,
     decode_state,
-    describe_state,
     encode_state,
     read_state,
     state_from_dict,
@@ -184,28 +184,28 @@ def test_describe_state() -> None:
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"step": "x"}, "field 'step' must be an integer >= 0, got 'x'"),
-        ({"step": True}, "field 'step' must be an integer >= 0, got True (a bool)"),
-        ({"step": 2.0}, "field 'step' must be an integer >= 0, got 2.0 (a float)"),
-        ({"step": -1}, "field 'step' must be an integer >= 0, got -1"),
-        ({"step": MAX_STEP + 1}, "field 'step' is out of range"),
-        ({"schedule_class": ""}, "field 'schedule_class' must be a class name"),
-        ({"schedule_class": "a b"}, "field 'schedule_class' must be a class name"),
+        ({"step": "x"}, "field 'step': expected `int`, got 'x' (a step in [0, MAX_STEP = 2147483647]"),
+        ({"step": True}, "field 'step': expected `int`, got True (a bool)"),
+        ({"step": 2.0}, "field 'step': expected `int`, got 2.0 (a float)"),
+        ({"step": -1}, "field 'step': expected `int` >= 0, got -1"),
+        ({"step": MAX_STEP + 1}, "field 'step': expected `int` <= 2147483647, got 2147483648"),
+        ({"schedule_class": ""}, "field 'schedule_class': expected `str` that is a Python identifier, got"),
+        ({"schedule_class": "a b"}, "field 'schedule_class': expected `str` that is a Python identifier, got"),
         ({"config": {"base_lrs": [0.1]}}, "field 'config' must be a CurveConfig"),
-        ({"emitted_events": (("bogus", 1),)}, "field 'emitted_events'[0] has an unknown event kind 'bogus'"),
+        ({"emitted_events": (("bogus", 1),)}, "field 'emitted_events'[0][0]: invalid enum value 'bogus' ([kind, step] pairs, kind one of warmup_start,"),
         ({"emitted_events": (("end", 251),)}, "field 'emitted_events'[0] step is out of range: must be <= 250"),
-        ({"emitted_events": (("end",),)}, "field 'emitted_events'[0] must be a [kind, step] pair"),
-        ({"emitted_events": "end"}, "field 'emitted_events' must be a list of [kind, step] pairs"),
+        ({"emitted_events": (("end",),)}, "field 'emitted_events'[0]: expected `array` of length 2, got a tuple of length 1"),
+        ({"emitted_events": "end"}, "field 'emitted_events': expected `array`, got 'end' ([kind, step] pairs"),
         ({"last_logged_step": 251}, "field 'last_logged_step' is out of range"),
-        ({"last_logged_step": 1.5}, "field 'last_logged_step' must be an integer >= 0"),
-        ({"trackers": {1: "a"}}, "field 'trackers' has a non-string key 1"),
-        ({"trackers": []}, "field 'trackers' must be a JSON object"),
+        ({"last_logged_step": 1.5}, "field 'last_logged_step': expected `int | null`, got 1.5 (a float)"),
+        ({"trackers": {1: "a"}}, "a key of field 'trackers': expected `str`, got `int`"),
+        ({"trackers": []}, "field 'trackers': expected `object`, got a list of length 0"),
         ({"trackers": {"w": {"x": {1, 2}}}}, "field 'trackers'['w']['x'] must hold only JSON data, got a set"),
         ({"monitor_config": {"x": float("nan")}}, "field 'monitor_config'['x'] must be a finite number"),
         ({"monitor_config": {"x": float("inf")}}, "field 'monitor_config'['x'] must be a finite number"),
         ({"monitor_config": {"x": "\ud800"}}, "field 'monitor_config'['x'] is not valid Unicode text"),
         ({"written_at": "yesterday"}, "field 'written_at' must be an ISO 8601 time string, got 'yesterday'"),
-        ({"written_at": 5}, "field 'written_at' must be an ISO 8601 time string"),
+        ({"written_at": 5}, "field 'written_at': expected `str`, got 5"),
         ({"version": 2}, "written by a newer lrmon"),
         ({"schema": "other"}, "not an lrmon monitor state"),
     ],
@@ -277,9 +277,9 @@ DECODE_CASES: list[tuple[str, bytes, str]] = [
     ("newer version", edited(_set(("version",), 2)), "written by a newer lrmon (state version 2"),
     ("newer version, any body", b'{"schema": "lrmon.monitor-state", "version": 7, "new": 1}', "newer lrmon"),
     ("version 0", edited(_set(("version",), 0)), "unknown state version 0"),
-    ("version bool", edited(_set(("version",), True)), "field 'version' must be an integer, got True (a bool)"),
-    ("version float", edited(_set(("version",), 1.0)), "field 'version' must be an integer, got 1.0"),
-    ("version string", edited(_set(("version",), "1")), "field 'version' must be an integer, got '1'"),
+    ("version bool", edited(_set(("version",), True)), "field 'version': expected `int`, got True (a bool)"),
+    ("version float", edited(_set(("version",), 1.0)), "field 'version': expected `int`, got 1.0 (a float)"),
+    ("version string", edited(_set(("version",), "1")), "field 'version': expected `int`, got '1'"),
     ("no checksum", json.dumps(state_to_dict(make_state())).encode(), "missing field 'checksum'"),
     ("checksum type", json.dumps({**document(), "checksum": 5}).encode(), "'checksum' must be 64 lowercase hex"),
     ("checksum case", json.dumps({**document(), "checksum": document()["checksum"].upper()}).encode(),
@@ -289,38 +289,38 @@ DECODE_CASES: list[tuple[str, bytes, str]] = [
     ("missing step", edited(_delete("step")), "missing field 'step'"),
     ("missing written_at", edited(_delete("written_at")), "missing field 'written_at'"),
     ("unknown field", edited(_set(("extra",), 1)), "unknown field 'extra'"),
-    ("step string", edited(_set(("step",), "x")), "field 'step' must be an integer >= 0, got 'x'"),
-    ("step bool", edited(_set(("step",), True)), "field 'step' must be an integer >= 0, got True (a bool)"),
-    ("step float", edited(_set(("step",), 250.0)), "field 'step' must be an integer >= 0, got 250.0 (a float)"),
-    ("step negative", edited(_set(("step",), -3)), "field 'step' must be an integer >= 0, got -3"),
-    ("step null", edited(_set(("step",), None)), "field 'step' must be an integer >= 0, got None"),
-    ("step huge", edited(_set(("step",), 2**70)), "field 'step' is out of range: must be <= 2147483647"),
-    ("schedule_class", edited(_set(("schedule_class",), ["x"])), "field 'schedule_class' must be a class name"),
-    ("config not object", edited(_set(("config",), [1])), "field 'config' must be a JSON object"),
-    ("config scalar lrs", edited(_set(("config", "base_lrs"), 0.1)), "base_lrs must be a list of numbers"),
+    ("step string", edited(_set(("step",), "x")), "field 'step': expected `int`, got 'x' (a step in [0, MAX_STEP = 2147483647]"),
+    ("step bool", edited(_set(("step",), True)), "field 'step': expected `int`, got True (a bool)"),
+    ("step float", edited(_set(("step",), 250.0)), "field 'step': expected `int`, got 250.0 (a float)"),
+    ("step negative", edited(_set(("step",), -3)), "field 'step': expected `int` >= 0, got -3"),
+    ("step null", edited(_set(("step",), None)), "field 'step': expected `int`, got None"),
+    ("step huge", edited(_set(("step",), 2**70)), "field 'step': expected `int` <= 2147483647, got 1180591620717411303424"),
+    ("schedule_class", edited(_set(("schedule_class",), ["x"])), "field 'schedule_class': expected `str`, got a list"),
+    ("config not object", edited(_set(("config",), [1])), "field 'config': expected `object`, got a list of length 1"),
+    ("config scalar lrs", edited(_set(("config", "base_lrs"), 0.1)), "field 'config'['base_lrs']: expected `array`, got 0.1 (a float)"),
     ("config empty lrs", edited(_set(("config", "base_lrs"), [])), "field 'config' is not a valid schedule"),
     ("config negative lr", edited(_set(("config", "base_lrs"), [-1.0])), "base_lr[0] must be >= 0"),
-    ("config string lr", edited(_set(("config", "base_lrs"), ["0.1"])), "base_lr[0] must be a real number"),
+    ("config string lr", edited(_set(("config", "base_lrs"), ["0.1"])), "field 'config'['base_lrs'][0]: expected `float`, got '0.1'"),
     ("config warmup > total", edited(_set(("config", "warmup_steps"), 5000)),
      "warmup_steps (5000) must be <= total_steps (1000)"),
-    ("config float steps", edited(_set(("config", "total_steps"), 1000.0)), "total_steps must be an integer"),
-    ("config bool steps", edited(_set(("config", "warmup_steps"), False)), "warmup_steps must be an integer"),
-    ("config missing key", edited(lambda doc: doc["config"].pop("eta_min")), "missing fields ['eta_min']"),
+    ("config float steps", edited(_set(("config", "total_steps"), 1000.0)), "field 'config'['total_steps']: expected `int`, got 1000.0 (a float)"),
+    ("config bool steps", edited(_set(("config", "warmup_steps"), False)), "field 'config'['warmup_steps']: expected `int`, got False (a bool)"),
+    ("config missing key", edited(lambda doc: doc["config"].pop("eta_min")), "missing field 'config'['eta_min']"),
     ("config eta_min", edited(_set(("config", "eta_min"), 1.0)), "eta_min (1.0) must be <= base_lr"),
-    ("events not list", edited(_set(("emitted_events",), {"end": 1})), "must be a list of [kind, step] pairs"),
-    ("event not pair", edited(_set(("emitted_events",), [["end", 1, 2]])), "'emitted_events'[0] must be a [kind"),
-    ("event object", edited(_set(("emitted_events",), [{"kind": "end"}])), "must be a [kind, step] pair"),
+    ("events not list", edited(_set(("emitted_events",), {"end": 1})), "field 'emitted_events': expected `array`, got a dict of length 1"),
+    ("event not pair", edited(_set(("emitted_events",), [["end", 1, 2]])), "field 'emitted_events'[0]: expected `array` of length 2, got a list of length 3"),
+    ("event object", edited(_set(("emitted_events",), [{"kind": "end"}])), "field 'emitted_events'[0]: expected `array`, got a dict of length 1"),
     ("event kind", edited(_set(("emitted_events", 1, 0), "warmup_middle")),
-     "field 'emitted_events'[1] has an unknown event kind 'warmup_middle'"),
-    ("event kind type", edited(_set(("emitted_events", 0, 0), 3)), "has an unknown event kind 3"),
+     "field 'emitted_events'[1][0]: invalid enum value 'warmup_middle'"),
+    ("event kind type", edited(_set(("emitted_events", 0, 0), 3)), "field 'emitted_events'[0][0]: expected `str`, got 3"),
     ("event step future", edited(_set(("emitted_events", 2, 1), 251)),
      "field 'emitted_events'[2] step is out of range: must be <= 250 (the state's step), got 251"),
-    ("event step negative", edited(_set(("emitted_events", 0, 1), -1)), "'emitted_events'[0] step must be an int"),
+    ("event step negative", edited(_set(("emitted_events", 0, 1), -1)), "field 'emitted_events'[0][1]: expected `int` >= 0, got -1"),
     ("event step float", edited(_set(("emitted_events", 0, 1), 0.0)), "got 0.0 (a float)"),
-    ("last logged", edited(_set(("last_logged_step",), "249")), "field 'last_logged_step' must be an integer"),
+    ("last logged", edited(_set(("last_logged_step",), "249")), "field 'last_logged_step': expected `int | null`, got '249'"),
     ("last logged future", edited(_set(("last_logged_step",), 300)), "field 'last_logged_step' is out of range"),
-    ("trackers type", edited(_set(("trackers",), "wandb")), "field 'trackers' must be a JSON object, got 'wandb'"),
-    ("monitor_config type", edited(_set(("monitor_config",), None)), "field 'monitor_config' must be a JSON object"),
+    ("trackers type", edited(_set(("trackers",), "wandb")), "field 'trackers': expected `object`, got 'wandb'"),
+    ("monitor_config type", edited(_set(("monitor_config",), None)), "field 'monitor_config': expected `object`, got None"),
     ("written_at", edited(_set(("written_at",), "2024-13-45")), "field 'written_at' must be an ISO 8601 time"),
 ]
 
@@ -346,7 +346,7 @@ def test_every_truncation_is_reported_as_truncated() -> None:
 
 
 def test_oversized_document_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(state_module, "MAX_STATE_BYTES", 100)
+    monkeypatch.setattr(codec_module, "MAX_STATE_BYTES", 100)
     assert "more than the 100 bytes" in decode_error(GOOD)
 
 
@@ -360,12 +360,16 @@ def test_state_from_dict_rejects_non_json_python_values() -> None:
     doc = state_to_dict(make_state())
     with pytest.raises(StateError, match="the document must be a JSON object"):
         state_from_dict([doc])
-    with pytest.raises(StateError, match="non-string key"):
+    with pytest.raises(StateError, match="a key of field 'trackers': expected `str`"):
         state_from_dict({**doc, "trackers": {("a",): 1}})
-    with pytest.raises(StateError, match="unknown field"):
+    with pytest.raises(StateError, match="a key of the document: expected `str`"):
         state_from_dict({**doc, 3: "x"})
-    with pytest.raises(StateError, match="field 'config' is not a valid schedule configuration"):
+    with pytest.raises(StateError, match=r"field 'config'\['base_lrs'\]\[0\]: number out of range"):
         state_from_dict({**doc, "config": {**doc["config"], "base_lrs": [10**400]}})
+    with pytest.raises(StateError, match="field 'config' is not a valid schedule configuration: eta_min"):
+        state_from_dict({**doc, "config": {**doc["config"], "eta_min": 1.0}})
+    with pytest.raises(StateError, match="field 'emitted_events' must be a sequence in emission order, got a set"):
+        make_state(emitted_events={("end", 1), ("resume", 2)})
 
 
 # -- files ---------------------------------------------------------------------------------------------------------
@@ -402,9 +406,9 @@ def test_crash_during_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pyte
         raise OSError(28, "No space left on device (simulated)")
 
     if failing == "write":
-        monkeypatch.setattr(state_module.os, "fdopen", lambda fd, mode: _FailingFile(fd, crash))
+        monkeypatch.setattr(os, "fdopen", lambda fd, mode: _FailingFile(fd, crash))
     else:
-        monkeypatch.setattr(state_module.os, failing, crash)
+        monkeypatch.setattr(os, failing, crash)
     with pytest.raises(OSError, match="simulated"):
         write_state_file(path, make_state(step=300))
     monkeypatch.undo()
@@ -438,7 +442,7 @@ def test_interrupt_during_write_cleans_up(tmp_path: Path, monkeypatch: pytest.Mo
     def interrupt(*args: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(state_module.os, "replace", interrupt)
+    monkeypatch.setattr(os, "replace", interrupt)
     with pytest.raises(KeyboardInterrupt):
         write_state_file(path, make_state(step=300))
     monkeypatch.undo()
@@ -723,3 +727,18 @@ def test_property_truncation_is_always_an_error(state: MonitorState) -> None:
 
 def test_event_kinds_cover_the_schedule_and_the_monitor() -> None:
     assert STATE_EVENT_KINDS == EVENT_KINDS + ("resume", "thinned")
+
+
+# -- compatibility -------------------------------------------------------------------------------------------------
+FIXTURE = Path(__file__).parent / "data" / "lrmon_state_v1.json"  # written by lrmon before the msgspec schema
+
+
+def test_a_state_file_written_by_the_earlier_code_still_loads() -> None:
+    state = read_state(FIXTURE)
+    assert state.config == CurveConfig((1e-3, 3e-4), warmup_steps=100, total_steps=1000, warmup_start_lr=1e-5,
+                                       eta_min=1e-6)
+    assert (state.step, state.last_logged_step, state.written_at) == (250, 249, "2024-05-01T12:00:00.123456+00:00")
+    assert state.emitted_events[-2:] == (("resume", 200), ("thinned", 240))
+    assert state.trackers["wandb"]["project"] == "lernrate-übung-学习率"
+    assert state.monitor_config["nested"] == {"big": 12345678901234567890, "neg": -2.5e-300}
+    assert encode_state(state) == FIXTURE.read_bytes()  # the same bytes, the same checksum
