@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ import numpy as np
 import optax
 
 import lrmon
+from _harness import shuffled_rounds
 from lrmon.integrations.tensorboard import TensorBoardSink
 from lrmon.integrations.wandb import WandbSink
 
@@ -121,11 +121,8 @@ def run_variant(variant: str, args: argparse.Namespace, out: Path) -> tuple[list
 
 
 def measure(args: argparse.Namespace, out: Path) -> dict:
-    order = random.Random(0)
     per_round: dict[str, list[float]] = {"cost": [], "save_step_ms": [], "monitored": [], "saving": []}
-    for index in range(args.rounds):
-        variants = ["bare", "monitored", "saving"]
-        order.shuffle(variants)
+    for index, variants in enumerate(shuffled_rounds(["bare", "monitored", "saving"], args.rounds)):
         times = {variant: run_variant(variant, args, out / f"r{index}-{variant}") for variant in variants}
         bare = float(np.median(times["bare"][0]))
         mean = {variant: float(np.mean(times[variant][0])) for variant in ("monitored", "saving")}

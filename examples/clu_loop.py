@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 import lrmon
-from lrmon.console import ConsoleSink
+from lrmon.integrations.console import ConsoleSink
 from lrmon.integrations.clu import CluSink, SinkMetricWriter
 from lrmon.integrations.tensorboard import TensorBoardSink
 
@@ -62,9 +62,10 @@ def main() -> None:
 
     evaluate = jax.jit(mse)
 
-    # lrmon's sinks as clu writers. They are opened with this RunInfo (the monitor's LR tag and configuration).
+    # lrmon's sinks as clu writers. They are opened with this RunInfo (the monitor's LR tag and configuration); like
+    # clu's own writers, they write on process 0 only.
     info = lrmon.RunInfo(start_step=0, config={"schedule": "WarmupCosineSchedule", **schedule.config.to_dict()},
-                         lr_tags=("lr",), write=jax.process_index() == 0)
+                         lr_tags=("lr",))
     tb_dir = args.out / "tensorboard"
     clu_writers = [SinkMetricWriter(TensorBoardSink(tb_dir, layout_metrics=("loss", "eval_loss")), info)]
     wandb_sink = None

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 import lrmon
-from lrmon.console import ConsoleSink
+from lrmon.integrations.console import ConsoleSink
 from lrmon.integrations.tensorboard import TensorBoardSink
 
 from synthetic import batch_of, init_params, make_data, mse

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 import lrmon
-from lrmon.console import ConsoleSink
+from lrmon.integrations.console import ConsoleSink
 from lrmon.integrations.tensorboard import TensorBoardSink
 
 from synthetic import BATCH, batch_of, init_params, make_data, mse, print_results

@@ -58,7 +58,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     import orbax.checkpoint as ocp
 
     import lrmon
-    from lrmon.console import ConsoleSink
+    from lrmon.integrations.console import ConsoleSink
     from lrmon.integrations import orbax as lrmon_orbax
     from lrmon.integrations.tensorboard import TensorBoardSink
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 import lrmon
-from lrmon.console import ConsoleSink
+from lrmon.integrations.console import ConsoleSink
 from lrmon.integrations.tensorboard import TensorBoardSink
 from lrmon.integrations.wandb import WandbSink
 

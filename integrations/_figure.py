@@ -1,8 +1,8 @@
 """The "LR vs loss" figure the tracker sinks draw from the records they receive (what ``lrmon plot`` draws).
 
 :class:`RunFigure` keeps what a sink saw of the run: the LR tags', the loss's and ``lrmon/phase``'s points (thinned
-by :class:`Thinned`, so memory stays bounded however long the run), the events and the schedule configuration, and
-renders them with :func:`lrmon.plotting.run_png`. matplotlib is imported only when a figure is drawn; without it
+by :class:`lrmon.thinning.Thinned`, so memory stays bounded however long the run), the events and the schedule
+configuration, and renders them with :func:`lrmon.plotting.run_png`. matplotlib is imported only when a figure is drawn; without it
 the figure is skipped, with one warning. Nothing here imports a tracker library.
 """
 
@@ -11,40 +11,14 @@ from __future__ import annotations
 import warnings
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from lrmon.tags import PHASE_TAG
 from lrmon.sinks import Event, RunInfo, ScalarBatch
+from lrmon.thinning import Thinned
 
-__all__ = ["Thinned", "RunFigure", "FIGURE_SIZE"]
+__all__ = ["RunFigure", "FIGURE_SIZE"]
 
 #: The figure's (width, height) in pixels: fits a tracker's page at its actual size.
 FIGURE_SIZE = (1200, 700)
-
-
-class Thinned:
-    """Keeps ``{step: {tag: value}}`` at steps divisible by a stride that doubles when more than ``cap`` are kept."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = max(2, cap)
-        self.stride = 1
-        self.points: dict[int, dict[str, float]] = {}
-
-    def add(self, tag: str, steps: np.ndarray, values: np.ndarray) -> None:
-        """Keep the points of one tag's series at the steps the stride divides, then thin to ``cap`` steps."""
-        keep = np.asarray(steps) % self.stride == 0
-        for step, value in zip(np.asarray(steps)[keep].tolist(), np.asarray(values)[keep].tolist()):
-            self.points.setdefault(step, {})[tag] = value
-        while len(self.points) > self.cap:
-            self.stride *= 2
-            self.points = {s: v for s, v in self.points.items() if s % self.stride == 0}
-
-    def series(self, tag: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(steps, values)`` of ``tag`` in step order, or ``None`` when no point of it is kept."""
-        pairs = sorted((step, row[tag]) for step, row in self.points.items() if tag in row)
-        if not pairs:
-            return None
-        return np.asarray([s for s, _ in pairs], np.int64), np.asarray([v for _, v in pairs], np.float64)
 
 
 class RunFigure:
@@ -76,12 +50,11 @@ class RunFigure:
 
     def add_scalars(self, batch: ScalarBatch) -> None:
         """Keep the batch's LR, loss and phase points; :attr:`last_step` follows every tag's last step."""
-        for tag, series in batch.items():
-            if not len(series.steps):
-                continue
-            if tag in self.lr_tags or tag in (self.loss_tag, PHASE_TAG):
-                self.points.add(tag, series.steps, series.values)
-            self._seen(int(series.steps[-1]))
+        self.points.add({tag: series for tag, series in batch.items()
+                         if tag in self.lr_tags or tag in (self.loss_tag, PHASE_TAG)})
+        for series in batch.values():
+            if len(series.steps):
+                self._seen(int(series.steps[-1]))
 
     def add_events(self, events: Sequence[Event]) -> None:
         """Keep the events (they are few): the figure draws a line at each."""
@@ -92,7 +65,8 @@ class RunFigure:
     def png(self, source: str) -> bytes | None:
         """The figure as PNG bytes (RGBA, :data:`FIGURE_SIZE` pixels, ``source`` as its caption); ``None`` before any
         LR point, or without matplotlib (then one warning, the first time, naming ``pip install 'lrmon[plot]'``)."""
-        from lrmon.plotting import RunData, config_from_mapping, run_png
+        from lrmon.plotting import run_png
+        from lrmon.runs import RunData, config_from_mapping
 
         lrs = {tag: series for tag in self.lr_tags if (series := self.points.series(tag)) is not None}
         if not lrs:

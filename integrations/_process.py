@@ -1,4 +1,4 @@
-"""Helpers shared by the tracker sinks: the process-0 write gate, unique file names, atomic copies, config flattening.
+"""Helpers shared by the tracker sinks: unique file names, the configuration flattened or as JSON.
 
 Nothing here imports a tracker library.
 """
@@ -11,37 +11,9 @@ import os
 import time
 from typing import Any, Mapping
 
-from lrmon.sinks import RunInfo
-
-__all__ = ["WriteGate", "unique_suffix", "flatten_config", "config_json"]
+__all__ = ["unique_suffix", "flatten_config", "config_json"]
 
 _COUNTER = itertools.count()
-
-
-class WriteGate:
-    """Remembers whether this process may write (``RunInfo.write``) and whether the sink was opened and closed.
-
-    ``active`` is true between ``open(info)`` with ``info.write`` true and ``close()``. Methods of a sink call
-    :meth:`check` first and return without any I/O when it is false.
-    """
-
-    def __init__(self, sink_name: str) -> None:
-        self._sink_name = sink_name
-        self.info: RunInfo | None = None
-        self.closed = False
-
-    def open(self, info: RunInfo) -> bool:
-        """Record ``info``; return whether the sink should do I/O. Opening twice raises ``RuntimeError``."""
-        if self.info is not None:
-            raise RuntimeError(f"{self._sink_name}.open() was called twice")
-        self.info = info
-        return bool(info.write)
-
-    def check(self) -> bool:
-        """Whether the sink should write now; ``RuntimeError`` if it was never opened."""
-        if self.info is None:
-            raise RuntimeError(f"{self._sink_name}: call open(info) before writing")
-        return bool(self.info.write) and not self.closed
 
 
 def unique_suffix() -> str:

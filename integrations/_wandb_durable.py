@@ -112,7 +112,7 @@ def last_logged_step(run_files: list[Path]) -> int | None:
     by a SIGKILL is read up to its last complete record (exit code 0); a directory without a ``.wandb`` file (an
     attempt killed before wandb-core made it) holds nothing. ``None`` when no file holds a row.
     """
-    from lrmon.integrations.wandb import inspect_records  # here: importing lrmon (jax) takes seconds
+    from lrmon.integrations._wandb_read import inspect_records  # here: importing lrmon (jax) takes seconds
 
     paths = [Path(p) for p in run_files if Path(p).is_file() or any(Path(p).glob("run-*.wandb"))]
     items = [r["history"].get("item", {}) for p in paths for r in inspect_records(p) if r.get("type") == "history"]

@@ -11,17 +11,18 @@ installed that raises ``ImportError`` with the install hint ``pip install 'lrmon
 ``writer.write_hparams(<flattened config>)`` (clu wants a flat mapping: keys ``a/b/0``); ``flush``/``close``
 forward (``close_writer=False`` keeps the writer open). clu has no file storage, so ``save_state`` does nothing:
 add a ``TensorBoardSink`` or ``WandbSink`` to keep the state file with the run. Use ``clu.metric_writers.
-create_default_writer(logdir, just_logging=jax.process_index() > 0)`` as clu recommends; in addition the sink
-writes nothing when ``info.write`` is false.
+create_default_writer(logdir, just_logging=jax.process_index() > 0)`` as clu recommends (the monitor itself calls
+its sinks on process 0 only).
 
 ``SinkMetricWriter(sink, info=None)`` maps clu's calls onto an lrmon sink (e.g. ``TensorBoardSink``,
-``WandbSink``), opening it on the first call with ``info`` (default: a fresh run, LR tag ``lr``):
+``WandbSink``), opening it on the first call with ``info`` (default: a fresh run, LR tag ``lr``). Like clu's own
+writers it is made on every process and does nothing on processes other than 0 (``jax.process_index() != 0``):
 
 =====================  ==========================================================================================
 ``write_scalars``      one-step batch ``{tag: Series([step], [value])}``
 ``write_summaries``    scalar (0-d) values as scalars; other tensors ignored (one warning)
 ``write_texts``        ``lrmon/events/<kind>`` -> an lrmon ``Event(step, kind, (), text)``; other tags -> the
-                       sink's ``write_text(step, tag, text)`` if it has one, else ignored (one warning)
+                       sink's ``write_text(step, tag, text)`` if it is a ``TextSink``, else ignored (one warning)
 ``write_hparams``      ``sink.write_config(hparams)``
 ``write_images``,      not supported by lrmon sinks: ignored, one ``UserWarning`` per method (raising would
 ``write_videos``,      stop a ``MultiWriter`` from reaching its other writers)
@@ -34,17 +35,18 @@ writes nothing when ``info.write`` is false.
 from __future__ import annotations
 
 import dataclasses
-
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+import jax
 import numpy as np
 
+from lrmon._optional import optional_import
 from lrmon.tags import EVENT_TEXT_PREFIX
-from lrmon.sinks import Event, RunInfo, ScalarBatch, Series, Sink, iter_rows
+from lrmon.sinks import Event, RunInfo, ScalarBatch, Series, Sink, TextSink, iter_rows
 
-from lrmon.integrations._process import WriteGate, flatten_config
+from lrmon.integrations._process import flatten_config
 
 __all__ = ["CluSink", "SinkMetricWriter", "as_metric_writer"]
 
@@ -67,30 +69,22 @@ class CluSink(Sink):
             raise TypeError(f"CluSink needs a clu MetricWriter; {type(metric_writer).__name__} lacks {missing}")
         self._writer = metric_writer
         self._close_writer = close_writer
-        self._gate = WriteGate(self.name)
 
     @property
     def name(self) -> str:
         return f"CluSink({type(self._writer).__name__})"
 
-    def open(self, info: RunInfo) -> None:
-        self._gate.open(info)
-
     def write_config(self, config: Mapping[str, Any]) -> None:
         """``write_hparams`` of the flattened configuration (keys ``a/b/0``)."""
-        if self._gate.check():
-            self._writer.write_hparams(flatten_config(config))
+        self._writer.write_hparams(flatten_config(config))
 
     def write_scalars(self, batch: ScalarBatch) -> None:
         """``write_scalars(step, row)`` once per step, steps increasing."""
-        if self._gate.check():
-            for step, row in iter_rows(batch):
-                self._writer.write_scalars(step, row)
+        for step, row in iter_rows(batch):
+            self._writer.write_scalars(step, row)
 
     def write_events(self, events: Sequence[Event]) -> None:
         """``write_texts(step, {"lrmon/events/<kind>": detail, ...})`` once per step with events."""
-        if not self._gate.check():
-            return
         by_step: dict[int, dict[str, str]] = {}
         for event in events:
             by_step.setdefault(event.step, {})[EVENT_TEXT_PREFIX + event.kind] = event.detail
@@ -101,14 +95,9 @@ class CluSink(Sink):
         """Nothing: a clu ``MetricWriter`` cannot store files."""
 
     def flush(self) -> None:
-        if self._gate.check():
-            self._writer.flush()
+        self._writer.flush()
 
     def close(self) -> None:
-        if self._gate.info is None or not self._gate.check():
-            self._gate.closed = True
-            return
-        self._gate.closed = True
         if self._close_writer:
             self._writer.close()
         else:
@@ -120,12 +109,8 @@ _SINK_METRIC_WRITER: Optional[type] = None
 
 
 def _metric_writer_base() -> type:
-    try:
-        from clu.metric_writers import interface
-    except ImportError as error:
-        raise ImportError(
-            "lrmon.integrations.clu.SinkMetricWriter needs clu (and TensorFlow): pip install 'lrmon[clu]'"
-        ) from error
+    interface = optional_import("clu.metric_writers.interface", needed_by="lrmon.integrations.clu.SinkMetricWriter",
+                                extra="clu")
     return interface.MetricWriter
 
 
@@ -154,12 +139,14 @@ def _build_class() -> type:
             self._closed = False
             self._warned: set[str] = set()
 
-        def _ensure_open(self) -> None:
+        def _writing(self) -> bool:
+            """Open the sink on the first write; false on processes other than 0, which write nothing."""
             if self._closed:
                 raise RuntimeError("SinkMetricWriter: write after close()")
-            if not self._opened:
+            if not self._opened and jax.process_index() == 0:
                 self.sink.open(self._info)
                 self._opened = True
+            return self._opened
 
         def _warn_once(self, what: str) -> None:
             if what not in self._warned:
@@ -169,7 +156,8 @@ def _build_class() -> type:
 
         # -- supported -----------------------------------------------------------------------------------------
         def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-            self._ensure_open()
+            if not self._writing():
+                return
             batch: dict[str, Series] = {}
             for tag, value in scalars.items():
                 number = _scalar(value)
@@ -181,7 +169,8 @@ def _build_class() -> type:
 
         def write_summaries(self, step: int, values: Mapping[str, Any],
                             metadata: Optional[Mapping[str, Any]] = None) -> None:
-            self._ensure_open()
+            if not self._writing():
+                return
             scalars = {tag: value for tag, value in values.items() if _scalar(value) is not None}
             if len(scalars) < len(values):
                 self._warn_once("write_summaries of non-scalar tensors")
@@ -189,23 +178,22 @@ def _build_class() -> type:
                 self.write_scalars(step, scalars)
 
         def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
-            self._ensure_open()
+            if not self._writing():
+                return
             events = [Event(step=int(step), kind=tag[len(EVENT_TEXT_PREFIX):], lrs=(), detail=str(text))
                       for tag, text in texts.items() if tag.startswith(EVENT_TEXT_PREFIX)]
             if events:
                 self.sink.write_events(events)
             others = {tag: text for tag, text in texts.items() if not tag.startswith(EVENT_TEXT_PREFIX)}
-            if others:
-                write_text = getattr(self.sink, "write_text", None)
-                if write_text is None:
-                    self._warn_once("write_texts outside lrmon/events/ for this sink")
-                    return
+            if isinstance(self.sink, TextSink):
                 for tag, text in others.items():
-                    write_text(int(step), tag, str(text))
+                    self.sink.write_text(int(step), tag, str(text))
+            elif others:
+                self._warn_once("write_texts outside lrmon/events/ for this sink")
 
         def write_hparams(self, hparams: Mapping[str, Any]) -> None:
-            self._ensure_open()
-            self.sink.write_config(dict(hparams))
+            if self._writing():
+                self.sink.write_config(dict(hparams))
 
         def flush(self) -> None:
             if self._opened and not self._closed:

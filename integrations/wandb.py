@@ -43,19 +43,12 @@ wandb >= 0.31, uploads them in start order as one run); online, the run's step. 
 W&B's ``resume_from="<id>?_step=N"``, not testable offline here) the run is instead truncated at the resume step
 and re-logged from there. For a run you make yourself, :func:`continue_run_kwargs` gives the ``wandb.init``
 arguments that continue the state's run.
-
-When ``info.write`` is false (processes other than 0) the sink does nothing: no ``wandb.init``, no I/O.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -68,15 +61,15 @@ from lrmon.state import (
 )
 from lrmon.integrations._figure import RunFigure
 from lrmon.integrations._wandb_durable import commit_and_wait, last_logged_step
-from lrmon.integrations._process import WriteGate
+from lrmon.integrations._wandb_read import (
+    STEP_METRIC, inspect_records, read_offline_run, read_wandb_run, wait_for_exit_record,
+)
 
 __all__ = [
-    "WandbSink", "download_state_artifact", "read_offline_run", "inspect_records", "STEP_METRIC", "DEFAULT_DIR", "LOCAL_ARTIFACT_DIR",
+    "WandbSink", "download_state_artifact", "read_offline_run", "read_wandb_run", "inspect_records", "STEP_METRIC", "DEFAULT_DIR", "LOCAL_ARTIFACT_DIR",
     "default_settings", "FIGURE_KEY", "continue_run_kwargs",
 ]
 
-#: The x-axis metric of every row the sink logs.
-STEP_METRIC = "trainer/step"
 #: Where runs the sink creates go unless ``dir=`` says otherwise.
 DEFAULT_DIR = "./wandb-runs"
 #: Key of the LR-vs-loss figure (a ``wandb.Image``) in the final row.
@@ -141,15 +134,15 @@ class WandbSink(Sink):
         self._pending = False  # a row was logged with step= and not committed yet
         self._last_step = -1  # the step of the last row logged with step= (wandb accepts that step or a later one)
         self._log_steps = False  # log with step=t (an own run fed in step order); else trainer/step only
-        self._gate = WriteGate(self.name)
+        self._opened = False
         self._config: dict[str, Any] = {}
         self._defined: set[str] = set()
 
     # -- properties ------------------------------------------------------------------------------------------
     @property
     def run(self) -> Any:
-        """The wandb run (``None`` before ``open()`` or when this process does not write)."""
-        return self._run if self._gate.info is not None and self._gate.info.write else None
+        """The wandb run (``None`` before ``open()``)."""
+        return self._run if self._opened else None
 
     @property
     def artifact_dir(self) -> Path | None:
@@ -158,7 +151,7 @@ class WandbSink(Sink):
         Known once the monitor opened the sink; before that (e.g. in a fresh process) it raises ``RuntimeError``:
         resume from the W&B directory ``dir`` instead, where lrmon finds the newest state of any attempt.
         """
-        if self._gate.info is None:
+        if not self._opened:
             raise RuntimeError(f"WandbSink.artifact_dir is known only once the sink is open; to resume, pass "
                                f"resume_from={str(self._dir)!r} (the W&B dir: lrmon finds the newest state in it)")
         run_dir = self.run_dir
@@ -173,8 +166,7 @@ class WandbSink(Sink):
     # -- Sink interface --------------------------------------------------------------------------------------
     def open(self, info: RunInfo) -> None:
         """Create the run (unless given) and define ``trainer/step`` as the x-axis."""
-        if not self._gate.open(info):
-            return
+        self._opened = True
         self._figure.open(info)
         self._config = dict(info.config)
         if self._run is None:
@@ -199,16 +191,12 @@ class WandbSink(Sink):
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         """``run.config["lrmon"] = config`` (changes allowed: a resumed run may rewrite it)."""
-        if not self._gate.check():
-            return
         self._config = dict(config)
         self._figure.set_config(config)
         self._run.config.update({"lrmon": dict(config)}, allow_val_change=True)
 
     def write_scalars(self, batch: ScalarBatch) -> None:
         """One ``run.log`` row per step, with ``trainer/step`` and without ``step=``."""
-        if not self._gate.check():
-            return
         self._define(batch.keys())
         for step, row in iter_rows(batch):
             if step > self._skip_upto:
@@ -218,8 +206,6 @@ class WandbSink(Sink):
     def write_events(self, events: Sequence[Event]) -> None:
         """Per event: ``lrmon/event/<kind> = 1`` in the row of its step (unless an earlier attempt wrote that row)
         and ``summary["lrmon/events/<kind>"] = step``."""
-        if not self._gate.check():
-            return
         self._define(EVENT_ROW_PREFIX + event.kind for event in events)
         for event in events:
             if event.step > self._skip_upto:
@@ -229,8 +215,6 @@ class WandbSink(Sink):
 
     def write_text(self, step: int, tag: str, text: str) -> None:
         """Log free text as a string value under ``tag`` at ``step`` (used by the clu adapter)."""
-        if not self._gate.check():
-            return
         self._define([tag])
         self._run.log({tag: text, STEP_METRIC: step})
 
@@ -242,7 +226,7 @@ class WandbSink(Sink):
         offline, ``run.use_artifact`` is refused, so that directory is what ``resume_from=`` reads (online, the
         artifact's ``download()`` directory holds the same files).
         """
-        if not self._gate.check() or getattr(self._run, "disabled", False):
+        if getattr(self._run, "disabled", False):
             return
         from lrmon.state import ARTIFACT_MARKER_NAME, ARTIFACT_TYPE, write_artifact_marker
 
@@ -258,7 +242,7 @@ class WandbSink(Sink):
         self._run.log_artifact(artifact, aliases=["latest", f"step-{int(step)}"])
 
     def identity(self) -> dict[str, Any]:
-        """Run id, project, entity and run directory (empty when this process does not write)."""
+        """Run id, project, entity and run directory (empty before ``open()``)."""
         run = self.run
         if run is None:
             return {}
@@ -272,7 +256,7 @@ class WandbSink(Sink):
     def flush(self) -> None:
         """Commit the pending row and wait until wandb-core has written every record so far to the ``.wandb``
         file; raises if that is not confirmed within ``flush_timeout`` or the run cannot be used any more."""
-        if not self._gate.check() or getattr(self._run, "disabled", False):
+        if getattr(self._run, "disabled", False):
             return
         if not commit_and_wait(self._run, self._flush_timeout, commit=self._pending):
             raise TimeoutError(f"WandbSink: wandb-core did not confirm within {self._flush_timeout:g} s that the "
@@ -281,10 +265,6 @@ class WandbSink(Sink):
 
     def close(self) -> None:
         """Log the events table, the LR-vs-loss chart and figure; finish an own run and wait for its exit record."""
-        if self._gate.info is None or not self._gate.check():
-            self._gate.closed = True
-            return
-        self._gate.closed = True
         run = self._run
         final = self._final_row()
         if final:
@@ -293,7 +273,7 @@ class WandbSink(Sink):
             run_dir = Path(run.settings.sync_dir)
             run.finish()
             if not getattr(run, "disabled", False):  # mode="disabled" writes no .wandb file
-                _wait_for_exit_record(run_dir, self._finish_timeout)
+                wait_for_exit_record(run_dir, self._finish_timeout)
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _log(self, row: Mapping[str, Any], step: int) -> None:
@@ -352,19 +332,18 @@ class WandbSink(Sink):
             data = [[event.step, event.kind, *_pad(event.lrs, len(lr_tags)), event.detail] for event in events]
             row["lrmon/events"] = wandb.Table(columns=columns, data=data)
         keys = [*lr_tags, loss_key]
-        points = {step: values for step, values in self._figure.points.points.items()
-                  if any(key in values for key in keys)}
-        if points:
-            steps = sorted(points)
+        series = {key: kept for key in keys if (kept := self._figure.points.series(key)) is not None}
+        if series:
+            values = {key: dict(zip(steps.tolist(), ys.tolist())) for key, (steps, ys) in series.items()}
             row["lrmon/lr_loss"] = wandb.Table(
                 columns=[STEP_METRIC, *keys],
-                data=[[step, *(points[step].get(key) for key in keys)] for step in steps],
+                data=[[step, *(values.get(key, {}).get(step) for key in keys)]
+                      for step in sorted(set().union(*values.values()))],
             )
-            series_keys = [key for key in keys if any(key in points[step] for step in steps)]
-            xs = [[step for step in steps if key in points[step]] for key in series_keys]
-            ys = [[points[step][key] for step in steps if key in points[step]] for key in series_keys]
             row["lrmon/lr_vs_loss"] = wandb.plot.line_series(
-                xs=xs, ys=ys, keys=series_keys, title="LR vs loss", xname=STEP_METRIC
+                xs=[list(by_step) for by_step in values.values()],
+                ys=[list(by_step.values()) for by_step in values.values()],
+                keys=list(values), title="LR vs loss", xname=STEP_METRIC,
             )
         png = self._figure.png(f"W&B run {self._run.id}")
         if png is not None:
@@ -419,130 +398,3 @@ def continue_run_kwargs(source: Any) -> dict[str, Any]:
 
 def _pad(values: Sequence[float], length: int) -> list[float | None]:
     return [float(v) for v in values[:length]] + [None] * max(0, length - len(values))
-
-
-# -- reading an offline run back ------------------------------------------------------------------------------
-def _find_wandb_file(run_dir: Path) -> Path:
-    if run_dir.is_file() and run_dir.suffix == ".wandb":
-        return run_dir
-    files = sorted(run_dir.glob("run-*.wandb"))
-    if len(files) != 1:
-        raise FileNotFoundError(f"expected one run-*.wandb file in {run_dir}, found {len(files)}")
-    return files[0]
-
-
-def _inspect(run_dir: Path, *flags: str, timeout: float = 60.0) -> str:
-    """Output of ``wandb leet inspect <flags> <run_dir>``.
-
-    Runs the ``wandb-core leet inspect`` binary that the ``wandb leet inspect`` command wraps (same arguments, no
-    Python start-up: ~40 ms instead of ~1 s); falls back to ``python -m wandb leet inspect``. The working directory
-    is a temporary one (the tool may leave a debug log there), so the run's path is made absolute first.
-    """
-    wandb_file = _find_wandb_file(run_dir).resolve()
-    commands = []
-    try:
-        from wandb.util import get_core_path
-
-        commands.append([get_core_path(), "leet", "inspect", "--no-observability", *flags,
-                         "--run-file", str(wandb_file), str(wandb_file.parent.parent)])
-    except Exception:  # noqa: BLE001 - fall back to the CLI
-        pass
-    commands.append([sys.executable, "-m", "wandb", "leet", "inspect", *flags, str(wandb_file)])
-    errors = []
-    with tempfile.TemporaryDirectory(prefix="lrmon-leet-") as cwd:
-        for command in commands:
-            try:
-                result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                                        stdin=subprocess.DEVNULL)
-            except (OSError, subprocess.TimeoutExpired) as error:
-                errors.append(f"{command[0]}: {error}")
-                continue
-            if result.returncode == 0:
-                return result.stdout
-            errors.append(f"{command[0]} exited {result.returncode}: {result.stderr.strip()[-500:]}")
-    raise RuntimeError(f"wandb leet inspect failed for {wandb_file}: " + "; ".join(errors))
-
-
-def inspect_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of an offline run's ``.wandb`` log, as ``wandb leet inspect --json`` prints them."""
-    output = _inspect(Path(run_dir), "--json")
-    return [json.loads(line) for line in output.splitlines() if line.strip()]
-
-
-def read_offline_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a (finished or running) offline run back with wandb's own ``leet inspect``.
-
-    Returns ``{"run_id", "project", "entity", "state", "exit_code", "history", "config", "summary", "metrics",
-    "artifacts", "tables"}``: ``history`` is the list of logged rows in order (each with wandb's ``_step``,
-    ``_runtime``, ``_timestamp``); ``config`` and ``summary`` are the merged values; ``metrics`` the
-    ``define_metric`` records; ``artifacts`` one dict per ``log_artifact`` (``name``, ``type``, ``aliases``,
-    ``metadata`` decoded, ``files`` with each entry's ``path``, ``local_path`` and ``size``); ``tables`` maps each
-    summary key holding a table to ``{"columns", "data"}`` read from the run's files. Values come back through
-    JSON (``1.0`` reads as ``1``): compare numbers approximately.
-    """
-    run_dir = Path(run_dir)
-    records = inspect_records(run_dir)
-    summary_info = json.loads(_inspect(run_dir, "--summary", "--json"))
-    history: list[dict[str, Any]] = []
-    metrics: list[dict[str, Any]] = []
-    artifacts: list[dict[str, Any]] = []
-    exit_code = None
-    for record in records:
-        kind = record.get("type")
-        if kind == "history":
-            history.append(record["history"].get("item", {}))
-        elif kind == "metric":
-            metrics.append(record["metric"])
-        elif kind == "artifact":
-            artifact = record["artifact"]
-            metadata = artifact.get("metadata") or "{}"
-            artifacts.append({
-                "name": artifact.get("name"),
-                "type": artifact.get("type"),
-                "aliases": list(artifact.get("aliases", [])),
-                "metadata": json.loads(metadata) if isinstance(metadata, str) else metadata,
-                "files": [
-                    {"path": entry.get("path"), "local_path": entry.get("local_path"), "size": int(entry.get("size", 0))}
-                    for entry in artifact.get("manifest", {}).get("contents", [])
-                ],
-            })
-        elif kind == "exit":
-            exit_code = record["exit"].get("exit_code", 0)
-    summary = summary_info.get("summary", {})
-    wandb_file = _find_wandb_file(run_dir)
-    tables = {}
-    for key, value in summary.items():
-        if isinstance(value, dict) and value.get("_type") == "table-file" and value.get("path"):
-            table_path = wandb_file.parent / "files" / value["path"]
-            if table_path.is_file():
-                table = json.loads(table_path.read_text())
-                tables[key] = {"columns": table.get("columns", []), "data": table.get("data", [])}
-    return {
-        "run_id": summary_info.get("run_id"),
-        "project": summary_info.get("project"),
-        "entity": summary_info.get("entity"),
-        "state": summary_info.get("state"),
-        "exit_code": exit_code,
-        "history": history,
-        "config": summary_info.get("config", {}),
-        "summary": summary,
-        "metrics": metrics,
-        "artifacts": artifacts,
-        "tables": tables,
-    }
-
-
-def _wait_for_exit_record(run_dir: Path, timeout: float) -> None:
-    """Wait until the run's ``.wandb`` log holds its exit record (``run.finish()`` may return before that)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        try:
-            if json.loads(_inspect(run_dir, "--summary", "--json")).get("exit_code") is not None:
-                return
-        except (FileNotFoundError, RuntimeError, json.JSONDecodeError):
-            pass
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"wandb run in {run_dir}: no exit record after {timeout:g} s (run.finish() incomplete)")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)

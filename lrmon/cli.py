@@ -25,7 +25,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
-from lrmon.plotting import RunReadError
+from lrmon.runs import RunReadError
 
 if TYPE_CHECKING:
     from lrmon.state import MonitorState
@@ -139,14 +139,13 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from lrmon import plotting
+    from lrmon import plotting, runs
 
-    kind, directory = plotting.find_run(args.run)
-    if kind == "tensorboard":
-        plotting._prefer_tensorboard_stub()  # this process never needs TensorFlow itself: read without it
-        data = plotting.read_tensorboard_run(directory, loss_tag=args.loss_tag)
-    else:
-        data = plotting.read_wandb_run(directory, loss_tag=args.loss_tag)
+    if runs.find_run(args.run)[0] == "tensorboard":
+        from lrmon.integrations.tensorboard import prefer_tensorboard_stub
+
+        prefer_tensorboard_stub()  # this process never needs TensorFlow itself: read without it
+    data = runs.read_run(args.run, loss_tag=args.loss_tag)
     lr_points = sum(len(steps) for steps, _ in data.lrs.values())
     loss_points = 0 if data.loss is None else len(data.loss[0])
     print(f"read {data.source}: {len(data.lrs)} LR series ({lr_points} points), "

@@ -17,12 +17,14 @@ from __future__ import annotations
 import collections
 import threading
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Concatenate, ParamSpec
 
 from lrmon.dispatch import SinkSet
-from lrmon.sinks import Event, ScalarBatch
+from lrmon.sinks import Event, ScalarBatch, Sink
 
 __all__ = ["Courier"]
+
+P = ParamSpec("P")
 
 
 class Courier:
@@ -38,19 +40,19 @@ class Courier:
         self._thread: threading.Thread | None = None
         self._stopping = False
 
-    def call(self, method: str, *args: Any) -> None:
-        """``sinks.call(method, *args)``, after everything queued before it."""
-        self.submit(lambda: self.sinks.call(method, *args))
+    def call(self, method: Callable[Concatenate[Sink, P], Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        """``sinks.call(method, *args)`` (``method`` a :class:`Sink` function), after everything queued before it."""
+        self.submit(lambda: self.sinks.call(method, *args, **kwargs))
 
     def write_scalars(self, first_step: int, rows: Callable[[], ScalarBatch]) -> None:
-        """``sinks.call("write_scalars", rows())`` after everything queued before it; ``rows`` (built on the
+        """``sinks.call(Sink.write_scalars, rows())`` after everything queued before it; ``rows`` (built on the
         courier's thread: it may wait for the device) starts at ``first_step``. Dropped while the queue is full."""
         with self._changed:
             if len(self._queue) < self._max_pending:
-                self._enqueue(lambda: self.sinks.call("write_scalars", rows()))
+                self._enqueue(lambda: self.sinks.call(Sink.write_scalars, rows()))
             elif not self._dropping:
                 self._dropping = True
-                self._enqueue(lambda: self.sinks.call("write_events", [_dropped_event(first_step)]))
+                self._enqueue(lambda: self.sinks.call(Sink.write_events, [_dropped_event(first_step)]))
 
     def submit(self, work: Callable[[], None]) -> None:
         """Run ``work`` on the courier's thread, after everything queued before it."""

@@ -17,7 +17,7 @@ import numpy as np
 from lrmon.bookkeeping import Bookkeeping
 from lrmon.courier import Courier
 from lrmon.curve import CurveConfig
-from lrmon.sinks import Event, Series
+from lrmon.sinks import Event, Series, Sink
 from lrmon.tags import PHASE_TAG
 
 __all__ = ["Delivery", "Values"]
@@ -71,7 +71,7 @@ class Delivery:
             return
         lrs = self.config.exact_lr_at([step for step, _ in due])  # NumPy: this may run in a host callback
         if self.writes:
-            self.courier.call("write_events", [
+            self.courier.call(Sink.write_events, [
                 Event(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]) + detail_suffix)
                 for i, (step, kind) in enumerate(due)])
 

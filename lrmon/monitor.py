@@ -245,7 +245,7 @@ class LRMonitor:
             self._refuse_closed("flush")
         self._write_due()
         if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
-            self._courier.call("flush")
+            self._courier.call(Sink.flush)
             self._courier.wait()
         self._raise_misuse()
 
@@ -287,7 +287,7 @@ class LRMonitor:
         finally:
             self._closed = self._recorder.closed = True
             if self._writes:
-                self._courier.call("close")
+                self._courier.call(Sink.close)
                 if not self._courier.stop(timeout=_CLOSE_TIMEOUT_S):
                     warnings.warn(f"lrmon: the sinks did not finish within {_CLOSE_TIMEOUT_S:g} s of close(); "
                                   "giving up on them (training is not affected)", RuntimeWarning, stacklevel=2)
@@ -373,11 +373,11 @@ class LRMonitor:
         if not self._writes:
             return
         config = {"schedule": type(self.schedule).__name__, **self.config.to_dict(), "log_every": self.log_every}
-        info = RunInfo(self._books.start_step, config, self.lr_tags, resumed=resumed, write=True)
+        info = RunInfo(self._books.start_step, config, self.lr_tags, resumed=resumed)
         sinks = list(self._sinks.active)
         for sink, key in zip(sinks, sink_keys(sinks)):  # each sink learns what it held in the resumed state
-            self._sinks.call_one(sink, "open", dataclasses.replace(info, previous=self._saver.trackers.get(key, {})))
-        self._sinks.call("write_config", config)
+            self._sinks.call_one(sink, Sink.open, dataclasses.replace(info, previous=self._saver.trackers.get(key, {})))
+        self._sinks.call(Sink.write_config, config)
         self._saver.note_identities()
 
     def _refuse_closed(self, verb: str) -> None:

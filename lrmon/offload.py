@@ -38,10 +38,11 @@ import time
 import warnings
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from lrmon.dispatch import SinkFailedWarning, SinkSet
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Series, Sink
+from lrmon.thinning import thin
 
 __all__ = ["ProcessSink"]
 
@@ -88,9 +89,6 @@ class ProcessSink(Sink):
     # -- Sink interface --------------------------------------------------------------------------------------
     def open(self, info: RunInfo) -> None:
         """Start the child process and open the sinks there."""
-        if not info.write:
-            self._closed = True
-            return
         context = multiprocessing.get_context("spawn")
         self._data = context.Queue(maxsize=self._max_queued)
         self._control = context.Queue()
@@ -98,10 +96,10 @@ class ProcessSink(Sink):
         self._process = context.Process(target=_serve, args=(self._sinks, self._data, self._control, self._outbox),
                                         name="lrmon-sinks", daemon=True)
         self._process.start()
-        self._send(("open", info))
+        self._send(Sink.open, info)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
-        self._send(("write_config", dict(config)))
+        self._send(Sink.write_config, dict(config))
 
     def write_scalars(self, batch: ScalarBatch) -> None:
         """Enqueue the batch without waiting; if the queue is full, drop it and say so with the next event."""
@@ -122,11 +120,11 @@ class ProcessSink(Sink):
 
     def write_events(self, events: Sequence[Event]) -> None:
         self._report_drops()
-        self._send(("write_events", list(events)))
+        self._send(Sink.write_events, list(events))
 
     def save_state(self, path: Path, step: int) -> None:
         """Send the state file's bytes (the file itself may be replaced by the next save before the child runs)."""
-        self._send(("save_state", Path(path).read_bytes(), int(step)))
+        self._send(Sink.save_state, Path(path).read_bytes(), int(step))
 
     def identity(self) -> dict[str, Any]:
         """The child's sinks' identities, as the child last reported them (after opening them; never waits)."""
@@ -137,7 +135,7 @@ class ProcessSink(Sink):
     def flush(self) -> None:
         """Make the child write and flush everything sent so far, and wait for it to confirm."""
         self._flushes += 1
-        self._send(("flush", self._flushes))
+        self._send(Sink.flush, self._flushes)
         self._wait_for("flushed", self._flushes)
 
     def close(self) -> None:
@@ -146,7 +144,7 @@ class ProcessSink(Sink):
             return
         try:
             self._report_drops()
-            self._send(("close",))
+            self._send(Sink.close)
             self._wait_for("closed", None)
             self._process.join(timeout=self._reply_timeout)
         finally:
@@ -155,12 +153,13 @@ class ProcessSink(Sink):
                 self._process.kill()
 
     # -- internals -------------------------------------------------------------------------------------------
-    def _send(self, message: tuple[Any, ...]) -> None:
-        """Send a control message, to be applied after the scalar batches sent before it."""
+    def _send(self, method: Callable[..., Any], *args: Any) -> None:
+        """Send a control message (a :class:`Sink` function and its arguments), to be applied after the scalar
+        batches sent before it."""
         if self._closed:
             return
         self._check_child()
-        self._control.put((self._sent, *message))
+        self._control.put((self._sent, method, *args))
 
     def _report_drops(self) -> None:
         if self._dropped_from is None or self._closed:
@@ -169,7 +168,7 @@ class ProcessSink(Sink):
                   f"the sink process could not keep up with training")
         event = Event(self._dropped_from, "thinned", (), detail)
         self._dropped_from, self._dropped_rows = None, 0
-        self._send(("write_events", [event]))
+        self._send(Sink.write_events, [event])
 
     def _check_child(self) -> None:
         """Warn about sinks that failed in the child; raise if the child is gone."""
@@ -209,15 +208,6 @@ class ProcessSink(Sink):
                           f"training goes on: {error}", SinkFailedWarning, stacklevel=4)
 
 
-def _thin(batch: Mapping[str, Series], stride: int) -> dict[str, Series]:
-    """Keep the rows whose step is a multiple of ``stride``."""
-    thinned = {}
-    for tag, series in batch.items():
-        keep = series.steps % stride == 0
-        thinned[tag] = Series(series.steps[keep], series.values[keep])
-    return thinned
-
-
 def _first_step(batch: Mapping[str, Series]) -> int | None:
     firsts = [int(series.steps[0]) for series in batch.values() if len(series.steps)]
     return min(firsts) if firsts else None
@@ -254,13 +244,13 @@ def _serve(sinks: Sequence[Sink], data: Any, control: Any, outbox: Any) -> None:
         except queue.Empty:
             pass
         if waiting and waiting[0][0] <= applied:  # everything sent before it has been applied
-            _, kind, *args = waiting.popleft()
-            if kind == "close":
-                active.call("close")
+            _, method, *args = waiting.popleft()
+            if method is Sink.close:
+                active.call(Sink.close)
                 os.rmdir(state_dir)  # empty: each state file is removed once the sinks have stored it
                 outbox.put(("closed", None))
                 return
-            _apply(active, kind, args, state_dir, outbox)
+            _apply(active, method, args, state_dir, outbox)
             continue
         try:
             batch = data.get(timeout=0.05)
@@ -270,23 +260,23 @@ def _serve(sinks: Sequence[Sink], data: Any, control: Any, outbox: Any) -> None:
         thinning.write(active, batch, data.qsize())
 
 
-def _apply(active: SinkSet, kind: str, args: list[Any], state_dir: Path, outbox: Any) -> None:
+def _apply(active: SinkSet, method: Callable[..., Any], args: list[Any], state_dir: Path, outbox: Any) -> None:
     """Apply one control message in the child."""
-    if kind == "save_state":  # each sink is flushed first: it gets the state only if its records are durable
+    if method is Sink.save_state:  # each sink is flushed first: it gets the state only if its records are durable
         data_bytes, step = args
         path = state_dir / f"state-{step}.json"
         path.write_bytes(data_bytes)
         for sink in list(active.active):
-            if active.call_one(sink, "flush")[0]:
-                active.call_one(sink, "save_state", path, step)
+            if active.call_one(sink, Sink.flush)[0]:
+                active.call_one(sink, Sink.save_state, path, step)
         os.unlink(path)
-    elif kind == "flush":
-        active.call("flush")
+    elif method is Sink.flush:
+        active.call(Sink.flush)
         outbox.put(("identity", active.identities()))
         outbox.put(("flushed", args[0]))
     else:
-        active.call(kind, *args)
-        if kind == "open":
+        active.call(method, *args)
+        if method is Sink.open:
             outbox.put(("identity", active.identities()))
 
 
@@ -307,5 +297,5 @@ class _Thinning:
             self.reported = self.stride
             detail = (f"scalars thinned to steps that are multiples of {self.stride} from step {first} on: "
                       f"the sink process fell {backlog} batches behind training")
-            active.call("write_events", [Event(first, "thinned", (), detail)])
-        active.call("write_scalars", _thin(batch, self.stride) if self.stride > 1 else batch)
+            active.call(Sink.write_events, [Event(first, "thinned", (), detail)])
+        active.call(Sink.write_scalars, thin(batch, self.stride))

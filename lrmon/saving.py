@@ -66,7 +66,7 @@ class StateSaver:
         before the first save (``monitor.state_dict()`` in an early model checkpoint) names the trackers' runs."""
         active = self._courier.sinks
         for sink in self._sinks:
-            ok, identity = active.call_one(sink, "identity")
+            ok, identity = active.call_one(sink, Sink.identity)
             if ok and identity:
                 key = self._keys[id(sink)]
                 self.trackers[key] = {HOLDS_KEY: None, **self.trackers.get(key, {}), **identity}
@@ -83,12 +83,12 @@ class StateSaver:
     # -- on the courier's thread -----------------------------------------------------------------------------
     def _store(self, state: MonitorState) -> None:
         active = self._courier.sinks
-        durable = [sink for sink in self._sinks if active.call_one(sink, "flush")[0]]
+        durable = [sink for sink in self._sinks if active.call_one(sink, Sink.flush)[0]]
         trackers = dict(self.trackers)
         for sink in self._sinks:
             key = self._keys[id(sink)]
             entry = dict(trackers.get(key, {}))
-            ok, identity = active.call_one(sink, "identity") if sink in durable else (False, None)
+            ok, identity = active.call_one(sink, Sink.identity) if sink in durable else (False, None)
             if ok:
                 entry.update(identity or {}, **{HOLDS_KEY: state.step})
             else:
@@ -102,7 +102,7 @@ class StateSaver:
             return
         self.last = (state.step, path)
         for sink in durable:
-            active.call_one(sink, "save_state", path, state.step)
+            active.call_one(sink, Sink.save_state, path, state.step)
 
     def _write(self, data: bytes) -> Path | None:
         """Write the state file: the user's directory if possible, else a private one; ``None`` if neither."""

@@ -21,11 +21,13 @@ from __future__ import annotations
 import abc
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Series", "ScalarBatch", "Event", "RunInfo", "Sink", "MemorySink", "iter_rows", "split_batch_after"]
+__all__ = [
+    "Series", "ScalarBatch", "Event", "RunInfo", "Sink", "TextSink", "MemorySink", "iter_rows", "split_batch_after",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +67,7 @@ class RunInfo:
     ``start_step`` is 0 on a fresh run and the step training resumes from after a resume (records at steps
     ``>= start_step`` from an earlier attempt must be superseded, e.g. TensorBoard's ``purge_step``).
     ``config`` is the schedule's and the monitor's configuration as plain data; ``lr_tags`` the LR tags in group
-    order. The monitor opens sinks on JAX process 0 only; ``write`` is false where a sink is opened elsewhere (e.g.
-    through the clu adapter on another process): the sink must then do no I/O. ``previous`` is this sink's entry
+    order. The monitor opens sinks on JAX process 0 only, so a sink just writes. ``previous`` is this sink's entry
     in the state the run resumed from (its ``identity()`` then, e.g. the W&B run id, and ``holds_steps_below``:
     the step below which it held every record), empty on a fresh run. ``in_step_order`` says that records come
     in step order (see the module docstring): the monitor's do; a sink shared by several producers (the clu
@@ -77,7 +78,6 @@ class RunInfo:
     config: Mapping[str, Any]
     lr_tags: tuple[str, ...]
     resumed: bool = False
-    write: bool = True
     previous: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     in_step_order: bool = True
 
@@ -149,6 +149,15 @@ class Sink(abc.ABC):
     def close(self) -> None:
         """Flush and release resources; called once."""
         self.flush()
+
+
+@runtime_checkable
+class TextSink(Protocol):
+    """A sink that also records free text (``TensorBoardSink``, ``WandbSink``): the clu adapter's ``write_texts``
+    outside ``lrmon/events/`` goes there."""
+
+    def write_text(self, step: int, tag: str, text: str) -> None:
+        """Record ``text`` under ``tag`` at ``step``."""
 
 
 class MemorySink(Sink):

@@ -23,9 +23,9 @@ def lr_tags(config: lrmon.CurveConfig) -> tuple[str, ...]:
     return ("lr",) if config.num_groups == 1 else tuple(f"lr/pg{g}" for g in range(config.num_groups))
 
 
-def run_info(config: lrmon.CurveConfig = CONFIG, start_step: int = 0, write: bool = True) -> RunInfo:
+def run_info(config: lrmon.CurveConfig = CONFIG, start_step: int = 0) -> RunInfo:
     return RunInfo(start_step=start_step, config={"schedule": config.to_dict(), "log_every": 1},
-                   lr_tags=lr_tags(config), resumed=start_step > 0, write=write)
+                   lr_tags=lr_tags(config), resumed=start_step > 0)
 
 
 MAX_STEPS = 20_000

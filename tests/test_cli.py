@@ -173,8 +173,8 @@ def test_matplotlib_and_tqdm_are_imported_only_inside_the_functions_that_draw(mo
         elif isinstance(node, ast.ImportFrom):
             imported.append(node.module or "")
     assert not [name for name in imported if name.split(".")[0] in ("matplotlib", "tqdm")], imported
-    if module == "cli":  # the CLI reaches plotting code only through lrmon.plotting
-        assert "lrmon.plotting" in imported
+    if module == "cli":  # the CLI reads runs through lrmon.runs (and draws through lrmon.plotting, lazily)
+        assert "lrmon.runs" in imported
 
 
 # -- plot -----------------------------------------------------------------------------------------------------
@@ -190,12 +190,13 @@ def test_plot_draws_lr_and_loss_of_a_logged_run(runs, kind):
 
 
 def test_plot_reads_the_run_it_is_given(runs):
-    from lrmon import plotting
+    from lrmon import runs as run_readers
+    from lrmon.integrations.wandb import read_wandb_run
 
     run_dir, _, _ = runs["wandb"]
-    kind, directory = plotting.find_run(run_dir)
+    kind, directory = run_readers.find_run(run_dir)
     assert kind == "wandb" and directory.name.startswith("offline-run-")
-    data = plotting.read_wandb_run(directory)
+    data = read_wandb_run(directory)
     assert list(data.lrs) == ["lr"] and data.config == CurveConfig(0.1, WARMUP, TOTAL, 0.0, 0.001)
     steps, lrs = data.lrs["lr"]
     np.testing.assert_array_equal(steps, np.arange(RUN_STEPS))

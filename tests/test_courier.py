@@ -9,7 +9,7 @@ import numpy as np
 
 from lrmon.courier import Courier
 from lrmon.dispatch import SinkSet
-from lrmon.sinks import MemorySink, Series
+from lrmon.sinks import MemorySink, Series, Sink
 
 
 def batch(step: int) -> dict[str, Series]:
@@ -32,7 +32,7 @@ def test_calls_never_run_on_the_caller_thread_and_keep_their_order():
     started = time.monotonic()
     for step in range(1, 50):
         courier.write_scalars(step, lambda step=step: batch(step))
-    courier.call("write_events", [])
+    courier.call(Sink.write_events, [])
     assert time.monotonic() - started < 1.0  # queued, not waited for
     assert lr_steps(sink) == [0]
     assert not courier.wait(0.05)
@@ -51,7 +51,7 @@ def test_past_the_bound_row_batches_are_dropped_and_a_thinned_event_says_from_wh
     built = []
     for step in range(10):
         courier.write_scalars(step, lambda step=step: (built.append(step), batch(step))[1])
-    courier.call("write_events", [])  # events and other calls are never dropped
+    courier.call(Sink.write_events, [])  # events and other calls are never dropped
     release.set()
     assert courier.wait(10)
     assert lr_steps(sink) == [0, 1, 2, 3]  # four fit behind the running save

@@ -172,7 +172,9 @@ def test_figure_leaves_room_for_event_lines_at_the_first_and_last_step():
 
     steps = np.arange(STEPS)
     lrs = np.asarray(CONFIG.lr_at(steps))[:, 0]
-    data = plotting.RunData("test run", {"lr": (steps, lrs)}, (steps, 1.0 / (1.0 + steps)), None,
+    from lrmon.runs import RunData
+
+    data = RunData("test run", {"lr": (steps, lrs)}, (steps, 1.0 / (1.0 + steps)), None,
                             [(0, "warmup_start", ""), (STEPS - 1, "end", "")], CONFIG)
     figure = plotting._draw_run(data, plotting.PLOT_SIZE, None)
     for ax in figure.axes[:2]:  # the LR and loss panels (on the step axis)

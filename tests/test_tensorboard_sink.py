@@ -137,20 +137,19 @@ def test_save_state_atomic_copy_and_identity(tmp_path: Path) -> None:
     sink.close()
 
 
-def test_no_io_on_other_processes_and_in_constructor(tmp_path: Path) -> None:
+def test_no_io_in_constructor_and_misuse_raises(tmp_path: Path) -> None:
     logdir = tmp_path / "never"
     sink = TensorBoardSink(logdir)
     assert not logdir.exists()  # constructor: no I/O
-    sink.open(run_info(write=False))
-    write_run_calls = batches(CONFIG, 0, 50)
-    sink.write_config({"a": 1})
-    for batch in write_run_calls:
-        sink.write_scalars(batch)
-    sink.write_events(events(CONFIG, 50))
-    sink.save_state(tmp_path / "missing.json", 3)  # would raise if it touched the file
+    with pytest.raises(RuntimeError, match="before writing"):
+        sink.write_scalars(batches(CONFIG, 0, 50)[0])
+    sink.open(run_info())
+    with pytest.raises(RuntimeError, match="called twice"):
+        sink.open(run_info())
+    sink.close()
+    sink.write_events(events(CONFIG, 50))  # after close: nothing, no error
     sink.flush()
     sink.close()
-    assert not logdir.exists()
 
 
 @pytest.mark.parametrize("replace_with_file", [False, True])

@@ -31,7 +31,7 @@ class JsonlSink(lrmon.Sink):
         self.info = info
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")
-        self._line(call="open", start_step=info.start_step, write=info.write, lr_tags=list(info.lr_tags))
+        self._line(call="open", start_step=info.start_step, lr_tags=list(info.lr_tags))
 
     def write_config(self, config: Any) -> None:
         self._line(call="write_config", config=dict(config))

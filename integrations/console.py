@@ -2,34 +2,25 @@
 
 The bar is a ``tqdm`` bar (``pip install 'lrmon[console]'``; imported when the sink opens, not before) written to
 ``sys.stderr`` unless ``file`` says otherwise. Its total is the schedule's ``total_steps``; past the end the count
-goes on (``overrun``). The monitor hands sinks records in batches; the bar shows the last step of the latest batch
-and is redrawn at most once per ``min_interval`` seconds, whatever the step rate (the newest values are drawn at
-the next chance and at :meth:`ConsoleSink.close`). Each schedule event is printed as one line above the bar
-(``tqdm.write``), e.g.::
+goes on (``overrun``). The monitor hands sinks records in batches; the bar shows the last step of the latest batch.
+The first values are drawn at once; after that tqdm redraws at most once per ``min_interval`` seconds, whatever the
+step rate (its ``mininterval``: the newest values are drawn at the next chance and at :meth:`ConsoleSink.close`).
+Each schedule event is printed as one line above the bar (``tqdm.write``), e.g.::
 
     [lrmon] cosine_start at step 100 (lr 0.001)
     train:  45%|████▌     | 450/1000 [00:02<00:02, 201.3step/s, lr=8.12e-04, phase=cosine, loss=0.4213]
-
-When ``info.write`` is false (processes other than 0 under ``jax.distributed``) the sink prints nothing.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from typing import IO, Any, Sequence
 
-from lrmon.tags import PHASE_NAMES, PHASE_TAG
 from lrmon._optional import optional_import
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink
+from lrmon.tags import PHASE_NAMES, PHASE_TAG
 
 __all__ = ["ConsoleSink"]
-
-
-
-def _tqdm() -> Any:
-    return optional_import("tqdm", needed_by="lrmon.console.ConsoleSink", extra="console")
 
 
 def _format_number(value: float) -> str:
@@ -71,18 +62,12 @@ class ConsoleSink(Sink):
         self._desc = desc
         self._leave = leave
         self._print_events = events
-        self._bar: Any = None
         self._tqdm: Any = None
+        self._bar: Any = None
         self._out: IO[str] | None = None
-        self._info: RunInfo | None = None
         self._lr_tags: tuple[str, ...] = ("lr",)
         self._seen_metrics: list[str] = []
         self._values: dict[str, float] = {}
-        self._step: int | None = None
-        self._dirty = False
-        self._last_draw = float("-inf")
-        self._lock = threading.Lock()
-        self._closed = False
 
     @property
     def name(self) -> str:
@@ -90,13 +75,10 @@ class ConsoleSink(Sink):
 
     # -- Sink interface --------------------------------------------------------------------------------------
     def open(self, info: RunInfo) -> None:
-        """Create the bar (no output at all when ``info.write`` is false)."""
-        self._info = info
-        if not info.write:
-            return
+        """Create the bar."""
+        self._tqdm = optional_import("tqdm", needed_by="lrmon.integrations.console.ConsoleSink", extra="console")
         self._lr_tags = tuple(info.lr_tags) or ("lr",)
         total = info.config.get("total_steps")
-        self._tqdm = _tqdm()
         self._out = self._file if self._file is not None else sys.stderr
         self._bar = self._tqdm.tqdm(
             total=int(total) if isinstance(total, int) else None,
@@ -107,54 +89,41 @@ class ConsoleSink(Sink):
             leave=self._leave,
             dynamic_ncols=True,
             mininterval=self._min_interval,
-            disable=False,
+            miniters=1,  # throttled in time only
         )
 
     def write_scalars(self, batch: ScalarBatch) -> None:
-        """Remember the newest value of each tag; redraw the bar if ``min_interval`` has passed."""
-        if self._bar is None:
+        """Take the newest value of each tag and advance the bar (tqdm redraws it when ``min_interval`` has passed)."""
+        first = not self._values
+        written = {tag: series for tag, series in batch.items() if len(series.steps)}
+        if not written:
             return
-        with self._lock:
-            for tag, series in batch.items():
-                if len(series.steps) == 0:
-                    continue
-                self._values[tag] = float(series.values[-1])
-                last = int(series.steps[-1])
-                self._step = last if self._step is None else max(self._step, last)
-                if tag not in self._lr_tags and tag != PHASE_TAG and tag not in self._seen_metrics:
-                    self._seen_metrics.append(tag)
-            self._dirty = True
-            if time.monotonic() - self._last_draw >= self._min_interval:
-                self._draw()
+        for tag, series in written.items():
+            self._values[tag] = float(series.values[-1])
+            if tag not in self._lr_tags and tag != PHASE_TAG and tag not in self._seen_metrics:
+                self._seen_metrics.append(tag)
+        bar = self._bar
+        bar.set_postfix_str(self.postfix(), refresh=False)
+        done = max(int(series.steps[-1]) for series in written.values()) + 1  # steps completed once it was recorded
+        if bar.total is not None and done > bar.total:
+            bar.total = done  # past total_steps: keep counting (the overrun event says so)
+        bar.update(max(0, done - bar.n))
+        if first:
+            bar.refresh()
 
     def write_events(self, events: Sequence[Event]) -> None:
-        """Print each event as a line above the bar."""
-        if self._bar is None or not self._print_events:
-            return
-        with self._lock:
-            if self._dirty:
-                self._draw(refresh=False)  # tqdm.write redraws the bar below the lines: show the newest values
+        """Print each event as a line above the bar (tqdm redraws the bar below it, with the newest values)."""
+        if self._print_events:
             for event in events:
-                self._write_line(f"[lrmon] {event.detail}")
+                self._tqdm.tqdm.write(f"[lrmon] {event.detail}", file=self._out)
 
     def flush(self) -> None:
         """Draw the newest values if ``min_interval`` has passed since the last redraw."""
-        if self._bar is None:
-            return
-        with self._lock:
-            if self._dirty and time.monotonic() - self._last_draw >= self._min_interval:
-                self._draw()
+        self._bar.update(0)
 
     def close(self) -> None:
         """Draw the final values and close the bar."""
-        if self._bar is None or self._closed:
-            self._closed = True
-            return
-        with self._lock:
-            self._closed = True
-            if self._dirty:
-                self._draw()
-            self._bar.close()
+        self._bar.close()
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def postfix(self) -> str:
@@ -169,19 +138,3 @@ class ConsoleSink(Sink):
         names = self._metrics if self._metrics is not None else self._seen_metrics
         parts += [f"{name}={_format_number(self._values[name])}" for name in names if name in self._values]
         return ", ".join(parts)
-
-    def _draw(self, refresh: bool = True) -> None:
-        bar = self._bar
-        if self._step is not None:
-            done = self._step + 1  # steps completed once step t was recorded
-            if bar.total is not None and done > bar.total:
-                bar.total = done  # past total_steps: keep counting (the overrun event says so)
-            bar.n = max(bar.n, done)
-        bar.set_postfix_str(self.postfix(), refresh=False)
-        self._dirty = False
-        if refresh:
-            bar.refresh()
-            self._last_draw = time.monotonic()
-
-    def _write_line(self, text: str) -> None:
-        self._tqdm.tqdm.write(text, file=self._out)
