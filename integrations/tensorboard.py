@@ -67,8 +67,8 @@ from lrmon.integrations._tensorboard_events import EventFile, read_config, read_
 from lrmon.integrations._tensorboard_run import prefer_tensorboard_stub, read_tensorboard_run
 
 __all__ = [
-    "TensorBoardSink", "read_layout", "read_config", "read_tensorboard_run", "prefer_tensorboard_stub", "STATE_FILE_NAME", "CONFIG_TAG", "EVENT_TEXT_PREFIX",
-    "LAYOUT_CATEGORY", "LR_CHART", "PHASE_CHART", "FIGURE_TAG",
+    "TensorBoardSink", "read_layout", "read_config", "read_tensorboard_run", "prefer_tensorboard_stub",
+    "STATE_FILE_NAME", "CONFIG_TAG", "EVENT_TEXT_PREFIX", "LAYOUT_CATEGORY", "LR_CHART", "PHASE_CHART", "FIGURE_TAG",
 ]
 
 

@@ -1,4 +1,4 @@
-"""``WandbSink``: lrmon's records in a Weights & Biases run, and ``read_offline_run`` to read an offline run back.
+"""``WandbSink``: lrmon's records in a Weights & Biases run (readers beside it: :mod:`._wandb_read`).
 
 What the run gets:
 
@@ -47,33 +47,30 @@ arguments that continue the state's run.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from lrmon.tags import EVENT_ROW_PREFIX, EVENT_TEXT_PREFIX
-from lrmon._optional import optional_import
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink, iter_rows
-
-from lrmon.state import (
-    LOCAL_ARTIFACT_DIR, STATE_FILE_NAME, StateError, check_artifact_type, copy_state_file, wandb_run_dirs,
-)
+from lrmon.state import LOCAL_ARTIFACT_DIR, STATE_FILE_NAME, copy_state_file
+from lrmon.tags import EVENT_ROW_PREFIX, EVENT_TEXT_PREFIX
 from lrmon.integrations._figure import RunFigure
-from lrmon.integrations._wandb_durable import commit_and_wait, last_logged_step
+from lrmon.integrations._wandb_charts import FIGURE_KEY, final_row
+from lrmon.integrations._wandb_durable import commit_and_wait
+from lrmon.integrations._wandb_runs import (
+    continuation_kwargs, continue_run_kwargs, download_state_artifact, held_upto, wandb_module,
+)
 from lrmon.integrations._wandb_read import (
     STEP_METRIC, inspect_records, read_offline_run, read_wandb_run, wait_for_exit_record,
 )
 
 __all__ = [
-    "WandbSink", "download_state_artifact", "read_offline_run", "read_wandb_run", "inspect_records", "STEP_METRIC", "DEFAULT_DIR", "LOCAL_ARTIFACT_DIR",
-    "default_settings", "FIGURE_KEY", "continue_run_kwargs",
+    "WandbSink", "download_state_artifact", "read_offline_run", "read_wandb_run", "inspect_records", "STEP_METRIC",
+    "DEFAULT_DIR", "LOCAL_ARTIFACT_DIR", "default_settings", "FIGURE_KEY", "continue_run_kwargs",
 ]
 
 #: Where runs the sink creates go unless ``dir=`` says otherwise.
 DEFAULT_DIR = "./wandb-runs"
-#: Key of the LR-vs-loss figure (a ``wandb.Image``) in the final row.
-FIGURE_KEY = "lrmon/lr_vs_loss_figure"
 
 _DEFAULT_SETTINGS: dict[str, Any] = {
     "console": "off",
@@ -85,14 +82,9 @@ _DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
-def _wandb() -> Any:
-    """The real ``wandb`` package (never this module), imported on first use."""
-    return optional_import("wandb", needed_by="lrmon.integrations.wandb", extra="wandb")
-
-
 def default_settings(**overrides: Any) -> Any:
     """``wandb.Settings`` isolating a run the sink creates: no console capture, stats, metadata or requirements."""
-    return _wandb().Settings(**{**_DEFAULT_SETTINGS, **overrides})
+    return wandb_module().Settings(**{**_DEFAULT_SETTINGS, **overrides})
 
 
 class WandbSink(Sink):
@@ -170,21 +162,21 @@ class WandbSink(Sink):
         self._figure.open(info)
         self._config = dict(info.config)
         if self._run is None:
-            wandb = _wandb()
+            wandb = wandb_module()
             kwargs = dict(self._init_kwargs)
             settings = kwargs.pop("settings", None)
             if settings is None or isinstance(settings, Mapping):
                 settings = default_settings(**(settings or {}))
             kwargs.setdefault("mode", "offline")
             kwargs.setdefault("reinit", "create_new")
-            kwargs.update(self._continuation(info, kwargs.get("id")))
+            kwargs.update(continuation_kwargs(info, kwargs.get("id"), rewind=self._rewind))
             self._dir.mkdir(parents=True, exist_ok=True)
             self._run = wandb.init(dir=str(self._dir), settings=settings, **kwargs)
         else:
-            self._continuation(info, self._run.id)  # refuses a state that names another run
+            continuation_kwargs(info, self._run.id, rewind=self._rewind)  # refuses a state that names another run
         self._log_steps = self._owns_run and info.in_step_order
         # an earlier attempt of this run id (resumed, or restarted from scratch with the same id=) wrote these
-        self._skip_upto = info.start_step - 1 if self._rewind else max(info.start_step - 1, self._held_upto())
+        self._skip_upto = info.start_step - 1 if self._rewind else max(info.start_step - 1, held_upto(self._run) if self._log_steps else -1)
         self._run.define_metric(STEP_METRIC)
         if self._owns_run:
             self._run.define_metric("*", step_metric=STEP_METRIC)
@@ -230,7 +222,7 @@ class WandbSink(Sink):
             return
         from lrmon.state import ARTIFACT_MARKER_NAME, ARTIFACT_TYPE, write_artifact_marker
 
-        wandb = _wandb()
+        wandb = wandb_module()
         local = Path(self._run.settings.sync_dir) / LOCAL_ARTIFACT_DIR
         local.mkdir(exist_ok=True)
         copy_state_file(path, local / STATE_FILE_NAME)
@@ -266,7 +258,7 @@ class WandbSink(Sink):
     def close(self) -> None:
         """Log the events table, the LR-vs-loss chart and figure; finish an own run and wait for its exit record."""
         run = self._run
-        final = self._final_row()
+        final = final_row(self._figure, self._run.id)
         if final:
             run.log({**final, STEP_METRIC: self._figure.last_step if self._figure.last_step is not None else 0})
         if self._owns_run:
@@ -287,32 +279,6 @@ class WandbSink(Sink):
         else:
             self._run.log({**row, STEP_METRIC: step})
 
-    def _continuation(self, info: RunInfo, given_id: str | None) -> dict[str, Any]:
-        """The ``wandb.init`` arguments that continue the run the resumed state names (none on a fresh run);
-        ``StateError`` when the sink was given another run than that one."""
-        previous_id = info.previous.get("wandb_run_id")
-        if previous_id is None:
-            return {}
-        if given_id is not None and given_id != previous_id:
-            raise StateError(f"the state names W&B run {previous_id!r}, but this WandbSink's run is {given_id!r} "
-                             "(continue it with wandb.init(**continue_run_kwargs(state)))")
-        if self._rewind:
-            return {"id": previous_id, "resume_from": f"{previous_id}?_step={info.start_step}"}
-        return {"id": previous_id, "resume": "allow"}
-
-    def _held_upto(self) -> int:
-        """The last train step the run already holds: offline, the last ``_step`` in the earlier attempts'
-        directories of this run id; online, the run's step before this attempt (-1 if none)."""
-        run = self._run
-        if not self._log_steps:
-            return -1  # rows carry trainer/step only: wandb's own steps say nothing about train steps
-        if not run.offline:
-            return run.step - 1 if run.resumed else -1
-        current = Path(run.settings.sync_dir).resolve()
-        earlier = [d for d in wandb_run_dirs(current.parent, run.id) if d.resolve() != current]
-        held = last_logged_step(earlier)
-        return -1 if held is None else held
-
     def _define(self, tags: Any) -> None:
         """On a user's run, give each new lrmon tag ``trainer/step`` as x-axis (own runs use ``*``)."""
         if self._owns_run:
@@ -321,80 +287,3 @@ class WandbSink(Sink):
             if tag not in self._defined and tag != STEP_METRIC:
                 self._run.define_metric(tag, step_metric=STEP_METRIC)
                 self._defined.add(tag)
-
-    def _final_row(self) -> dict[str, Any]:
-        """The close row: events table, LR-vs-loss table, line-series panel and figure (those that have data)."""
-        wandb = _wandb()
-        row: dict[str, Any] = {}
-        lr_tags, loss_key, events = self._figure.lr_tags, self._figure.loss_tag, self._figure.events
-        if events:
-            columns = ["step", "kind", *lr_tags, "detail"]
-            data = [[event.step, event.kind, *_pad(event.lrs, len(lr_tags)), event.detail] for event in events]
-            row["lrmon/events"] = wandb.Table(columns=columns, data=data)
-        keys = [*lr_tags, loss_key]
-        series = {key: kept for key in keys if (kept := self._figure.points.series(key)) is not None}
-        if series:
-            values = {key: dict(zip(steps.tolist(), ys.tolist())) for key, (steps, ys) in series.items()}
-            row["lrmon/lr_loss"] = wandb.Table(
-                columns=[STEP_METRIC, *keys],
-                data=[[step, *(values.get(key, {}).get(step) for key in keys)]
-                      for step in sorted(set().union(*values.values()))],
-            )
-            row["lrmon/lr_vs_loss"] = wandb.plot.line_series(
-                xs=[list(by_step) for by_step in values.values()],
-                ys=[list(by_step.values()) for by_step in values.values()],
-                keys=list(values), title="LR vs loss", xname=STEP_METRIC,
-            )
-        png = self._figure.png(f"W&B run {self._run.id}")
-        if png is not None:
-            from PIL import Image  # matplotlib's own dependency: present whenever a figure was drawn
-
-            row[FIGURE_KEY] = wandb.Image(Image.open(io.BytesIO(png)), caption="LR vs loss")
-        return row
-
-
-def download_state_artifact(reference: str, run: Any = None) -> Path:
-    """Download a state artifact logged by :class:`WandbSink` and return its directory (for ``resume_from``).
-
-    ``reference`` is W&B's ``entity/project/lrmon-state-<run id>:<alias>`` (``latest`` or ``step-N``). With ``run``
-    (or an active ``wandb.run``) this is ``run.use_artifact(reference).download()``, which also records the lineage;
-    otherwise ``wandb.Api().artifact(reference).download()``. Both need W&B online; offline runs resume from
-    ``WandbSink.artifact_dir`` instead. Any failure, or an artifact of another type, raises ``StateError``.
-    """
-    try:
-        wandb = _wandb()
-        run = run if run is not None else wandb.run
-        artifact = run.use_artifact(reference) if run is not None else wandb.Api().artifact(reference)
-        check_artifact_type(artifact.type, source=reference)
-        return Path(artifact.download())
-    except StateError:
-        raise
-    except Exception as error:  # noqa: BLE001 - offline, no key, no network, no such artifact: all say the same
-        raise StateError(f"cannot download the W&B artifact ({type(error).__name__}: {error})", reference) from error
-
-
-def continue_run_kwargs(source: Any) -> dict[str, Any]:
-    """The ``wandb.init`` arguments that continue the W&B run a monitor state names, for a run you make yourself::
-
-        run = wandb.init(project=..., **continue_run_kwargs("runs/exp1/state"))
-        monitor = LRMonitor(schedule, [WandbSink(run)], resume_from="runs/exp1/state", resume_step=step)
-
-    ``source`` is anything ``resume_from=`` accepts that holds a state (a path, a ``MonitorState`` or its dict).
-    Returns ``{"id", "resume": "allow"}`` plus the project and entity when the state names them; ``StateError``
-    when the state names no W&B run.
-    """
-    from lrmon.state import MonitorState, read_state, state_from_dict
-
-    state = source if isinstance(source, MonitorState) else (
-        state_from_dict(source) if isinstance(source, Mapping) else read_state(source))
-    runs = [entry for entry in state.trackers.values() if isinstance(entry, Mapping) and entry.get("wandb_run_id")]
-    if not runs:
-        raise StateError("the state names no W&B run", str(source) if not isinstance(source, Mapping) else "<dict>")
-    entry = runs[0]
-    kwargs = {"id": entry["wandb_run_id"], "resume": "allow"}
-    kwargs.update({key: entry[f"wandb_{key}"] for key in ("project", "entity") if entry.get(f"wandb_{key}")})
-    return kwargs
-
-
-def _pad(values: Sequence[float], length: int) -> list[float | None]:
-    return [float(v) for v in values[:length]] + [None] * max(0, length - len(values))
