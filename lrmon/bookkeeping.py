@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from lrmon.curve import CurveConfig
+from lrmon.state import MonitorState
 
 __all__ = ["Bookkeeping"]
 
@@ -104,6 +105,14 @@ class Bookkeeping:
         """The last step with a row below ``step``: what a state of ``step`` names."""
         last = self.last_logged_step
         return None if last is None or step == 0 else min(last, step - 1)
+
+    def state_at(self, step: int, schedule_class: str, trackers: dict) -> MonitorState:
+        """The state of ``step`` (what a save of that step stores, once the sinks hold every record below it)."""
+        return MonitorState(
+            schedule_class=schedule_class, config=self.config, step=step,
+            emitted_events=self.events_before(step), last_logged_step=self.last_logged_before(step),
+            trackers=trackers, monitor_config={"log_every": self.log_every, "save_every": self.save_every},
+        )
 
     def _next_save_step(self) -> int:
         assert self.save_every is not None

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+import jax
 import numpy as np
 
 from lrmon.delivery import Values
 from lrmon.fetch import PendingScalars
 
-__all__ = ["HostBuffer", "PendingRows", "padded_steps"]
+__all__ = ["HostBuffer", "PendingRows", "padded_steps", "outputs_as_rows"]
 
 #: Device scalars fetched per compiled stacking call. The call takes one argument per scalar and compiles once per
 #: size; compiling it grows faster than linearly with that size (4096 arguments: ~9 s, 16384: >2 min on a 2-core
@@ -101,3 +102,22 @@ def padded_steps(steps: np.ndarray, size: int) -> np.ndarray:
     padded = np.zeros((size,), np.int32)
     padded[: len(steps)] = steps
     return padded
+
+
+def outputs_as_rows(steps: Any, metrics: Mapping[str, Any], log_every: int,
+                    check_metrics: Callable[[Mapping[str, Any]], None]
+                    ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], int] | None:
+    """A compiled loop's per-step outputs (``LRMonitor.record_many``) as rows: ``(logged steps, {metric: (steps,
+    values)}, last step)``, or ``None`` without any step; ``ValueError`` for ragged or unordered input."""
+    steps = np.asarray(jax.device_get(steps), np.int64).reshape(-1)
+    values = {name: np.asarray(v, np.float64).reshape(-1) for name, v in jax.device_get(metrics).items()}
+    for name, column in values.items():
+        if column.shape != steps.shape:
+            raise ValueError(f"metric {name!r} has {column.size} values for {steps.size} steps")
+    check_metrics(dict.fromkeys(values, 0.0))
+    if not steps.size:
+        return None
+    if np.any(np.diff(steps) <= 0):
+        raise ValueError("steps must be strictly increasing")
+    logged = steps % log_every == 0
+    return steps[logged], {name: (steps[logged], column[logged]) for name, column in values.items()}, int(steps[-1])

@@ -1,31 +1,22 @@
 r"""``LRMonitor``: steps the schedule once per train step and logs the LR, the phase and the events exactly.
 
-Step convention: the record for train step :math:`t` (:math:`t = 0, 1, \dots`) carries :math:`\eta_t`, the LR the
-optimizer applied at step :math:`t` — never the next step's. Call :meth:`LRMonitor.step` once per train step,
-after that step's update.
-
-The monitor is a facade over one record pipeline, data flowing one way::
+The record for train step :math:`t` carries :math:`\eta_t`, the LR the optimizer applied at step :math:`t`. The
+monitor is a facade over one record pipeline, data flowing one way::
 
     step() / record_many() / graph_*()  ->  Bookkeeping (what is new, what is due)
         -> HostBuffer / GraphRecorder (rows, their values still on the device)
         -> Delivery (rows of a step range, then its events, in step order) -> Courier (one thread) -> sinks
 
-* host path (a Python loop around a jitted step): :meth:`LRMonitor.step` appends the step and the metric
-  references (device arrays are not read) to the :class:`~lrmon.host_buffer.HostBuffer`; every ``flush_every``
-  logged steps, just after each event step and at each state save, their gathering on the device is launched and
-  handed over; the courier's thread copies them to the host in one transfer and writes them in one batch.
-* in-graph path (``lax.scan``, ``brainstate.transform.for_loop``, a brainstate-jitted step): :meth:`graph_record`
-  (functional) or :meth:`graph_step` (brainstate) write rows into a device ring buffer
-  (:mod:`lrmon.graph_recorder`) that leaves the graph through one ``jax.debug.callback`` per ``graph_capacity``
-  logged steps; :meth:`record_many` takes a compiled loop's per-step outputs after it.
-
-The LR at step :math:`t` is known on the host from the configuration, so events need no device work: each of
-``warmup_start``, ``warmup_end``, ``cosine_start``, ``end``, ``overrun`` is emitted once, at its step.
+Host path: :meth:`LRMonitor.step` keeps references (nothing is read from the device); every ``flush_every``
+logged steps, after each event step and at each save the rows go to the courier, whose thread reads them in one
+transfer and writes them in one batch. In-graph path: :meth:`graph_record` / :meth:`graph_step` fill a device ring
+buffer that leaves the graph through one ``jax.debug.callback`` per ``graph_capacity`` logged steps;
+:meth:`record_many` takes a compiled loop's per-step outputs after it. Events are a function of the step (no device
+work): each of ``warmup_start``, ``warmup_end``, ``cosine_start``, ``end``, ``overrun`` is emitted once.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 import warnings
@@ -43,10 +34,10 @@ from lrmon.delivery import Delivery, Values
 from lrmon.dispatch import SinkSet
 from lrmon.graph import GraphBuffer
 from lrmon.graph_recorder import GraphRecorder
-from lrmon.host_buffer import HostBuffer, padded_steps
+from lrmon.host_buffer import HostBuffer, outputs_as_rows, padded_steps
 from lrmon.resuming import load_resume
-from lrmon.saving import StateSaver, sink_keys
-from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer
+from lrmon.saving import StateSaver
+from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer, step_driven_schedule
 from lrmon.sinks import RunInfo, Sink
 from lrmon.state import MonitorState, state_to_dict
 from lrmon.tags import lr_tags
@@ -138,7 +129,9 @@ class LRMonitor:
         self._closed = self._entered = False
         self._saver = StateSaver(self._courier, list(sinks), None if state_dir is None else Path(state_dir),
                                  None if resumed is None else resumed.state.trackers)
-        self._open_sinks(resumed=resumed is not None)
+        if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
+            config = {"schedule": type(schedule).__name__, **self.config.to_dict(), "log_every": self.log_every}
+            self._saver.open_sinks(RunInfo(self._books.start_step, config, self.lr_tags, resumed=resumed is not None))
         if resumed is not None:
             marker = [(resumed.step, "resume")]
             self._books.note_sent(marker)
@@ -173,7 +166,7 @@ class LRMonitor:
         if t % self.log_every == 0:
             self._host.append(t, metrics, self.schedule.current_lrs.value if driven else None)
         if driven:
-            self._step_driven_schedule(t)
+            step_driven_schedule(self.schedule, t)
         self._books.step = t + 1
         if self._books.flush_due():
             self._write_due()
@@ -188,21 +181,12 @@ class LRMonitor:
         """
         if self._closed:
             self._refuse_closed("record_many")
-        steps = np.asarray(jax.device_get(steps), np.int64).reshape(-1)
-        values = {name: np.asarray(v, np.float64).reshape(-1) for name, v in jax.device_get(metrics).items()}
-        for name, column in values.items():
-            if column.shape != steps.shape:
-                raise ValueError(f"metric {name!r} has {column.size} values for {steps.size} steps")
-        self._check_metrics(dict.fromkeys(values, 0.0))
-        if not steps.size:
+        rows = outputs_as_rows(steps, metrics, self.log_every, self._check_metrics)
+        if rows is None:
             return
-        if np.any(np.diff(steps) <= 0):
-            raise ValueError("steps must be strictly increasing")
-        last_step = int(steps[-1])
-        logged = steps[steps % self.log_every == 0]
+        logged, columns, last_step = rows
         size = 1 << max(len(logged) - 1, 0).bit_length()  # a power of 2: few shapes, few compiles
         lrs = np.asarray(self._lr_of_steps(padded_steps(logged, size)), np.float64)[: len(logged)]
-        columns = {name: (logged, column[steps % self.log_every == 0]) for name, column in values.items()}
         self._write_due()  # what the host path buffered comes first
         self._take(logged, lambda: (logged, lrs, columns), last_step)
 
@@ -273,7 +257,8 @@ class LRMonitor:
         """
         self.save_state()
         with self._lock:
-            return state_to_dict(self._snapshot(self._books.step))
+            return state_to_dict(self._books.state_at(self._books.step, type(self.schedule).__name__,
+                                                     self._saver.trackers))
 
     def close(self) -> None:
         """Flush everything, save the state, then close every sink. Safe to call twice.
@@ -331,7 +316,7 @@ class LRMonitor:
     def _save_if_due(self) -> None:
         step = self._books.take_due_save()
         if step is not None and self._writes:
-            self._saver.save(self._snapshot(step))
+            self._saver.save(self._books.state_at(step, type(self.schedule).__name__, self._saver.trackers))
 
     def _save_now(self) -> None:
         """Save the state of the current step (unless saved already), after everything buffered."""
@@ -342,43 +327,12 @@ class LRMonitor:
             if self._books.saved_step != self._books.step:
                 self._books.note_saved(self._books.step)
                 if self._writes:
-                    self._saver.save(self._snapshot(self._books.step))
-
-    def _snapshot(self, step: int) -> MonitorState:
-        """The state of ``step``: the sinks hold every record below it once the saver has flushed them."""
-        return MonitorState(
-            schedule_class=type(self.schedule).__name__,
-            config=self.config,
-            step=step,
-            emitted_events=self._books.events_before(step),
-            last_logged_step=self._books.last_logged_before(step),
-            trackers=self._saver.trackers,
-            monitor_config={"log_every": self.log_every, "save_every": self.save_every},
-        )
+                    self._saver.save(self._books.state_at(self._books.step, type(self.schedule).__name__,
+                                                              self._saver.trackers))
 
     # -- helpers ---------------------------------------------------------------------------------------------
-    def _step_driven_schedule(self, t: int) -> None:
-        value = self.schedule.last_epoch.value
-        if isinstance(value, int) and value != t:
-            raise RuntimeError(
-                f"the schedule is at step {value} but the monitor expected {t}: the monitor steps the schedule; "
-                "do not also call schedule.step() yourself"
-            )
-        self.schedule.step()
-
     def _check_metrics(self, metrics: Mapping[str, Any]) -> None:
         check_metrics(metrics, self.lr_tags)
-
-    def _open_sinks(self, *, resumed: bool) -> None:
-        if not self._writes:
-            return
-        config = {"schedule": type(self.schedule).__name__, **self.config.to_dict(), "log_every": self.log_every}
-        info = RunInfo(self._books.start_step, config, self.lr_tags, resumed=resumed)
-        sinks = list(self._sinks.active)
-        for sink, key in zip(sinks, sink_keys(sinks)):  # each sink learns what it held in the resumed state
-            self._sinks.call_one(sink, Sink.open, dataclasses.replace(info, previous=self._saver.trackers.get(key, {})))
-        self._sinks.call(Sink.write_config, config)
-        self._saver.note_identities()
 
     def _refuse_closed(self, verb: str) -> None:
         what = "`with monitor:`" if verb == "with" else f"monitor.{verb}()"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lrmon.courier import Courier
-from lrmon.sinks import Sink
+from lrmon.sinks import RunInfo, Sink
 from lrmon.state import STATE_FILE_NAME, MonitorState, atomic_write, encode_state
 
 __all__ = ["StateSaver", "sink_keys", "HOLDS_KEY"]
@@ -61,10 +61,15 @@ class StateSaver:
         #: ``(step, path)`` of the last state file written
         self.last: tuple[int, Path] | None = None
 
-    def note_identities(self) -> None:
-        """Record each open sink's identity (e.g. its W&B run id) before any save, so that even a state taken
+    def open_sinks(self, info: RunInfo) -> None:
+        """Open each sink with its entry of the resumed state (``info.previous``: what it held then), give it the
+        configuration, then record its identity (e.g. its W&B run id) before any save, so that even a state taken
         before the first save (``monitor.state_dict()`` in an early model checkpoint) names the trackers' runs."""
         active = self._courier.sinks
+        for sink in self._sinks:
+            previous = self.trackers.get(self._keys[id(sink)], {})
+            active.call_one(sink, Sink.open, dataclasses.replace(info, previous=previous))
+        active.call(Sink.write_config, info.config)
         for sink in self._sinks:
             ok, identity = active.call_one(sink, Sink.identity)
             if ok and identity:

@@ -13,7 +13,7 @@ import jax
 
 from lrmon.curve import CurveConfig
 
-__all__ = ["curve_config_of", "current_step_of", "drives_an_optimizer"]
+__all__ = ["curve_config_of", "current_step_of", "drives_an_optimizer", "step_driven_schedule"]
 
 _CONFIG_ATTRIBUTES = ("warmup_steps", "total_steps", "warmup_start_lr", "eta_min")
 
@@ -40,3 +40,14 @@ def current_step_of(schedule: Any) -> int:
 def drives_an_optimizer(schedule: Any) -> bool:
     """True when a braintools optimizer reads the schedule's stepped state (it was bound with ``lr=schedule``)."""
     return getattr(schedule, "optimizer", None) is not None
+
+
+def step_driven_schedule(schedule: Any, t: int) -> None:
+    """Step a schedule an optimizer reads (after train step ``t``); ``RuntimeError`` if something else stepped it."""
+    value = schedule.last_epoch.value
+    if isinstance(value, int) and value != t:
+        raise RuntimeError(
+            f"the schedule is at step {value} but the monitor expected {t}: the monitor steps the schedule; "
+            "do not also call schedule.step() yourself"
+        )
+    schedule.step()
