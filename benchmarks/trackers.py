@@ -96,8 +96,9 @@ class _Tracked:
         start = time.perf_counter()
         for sink in self.monitor.sinks:
             if isinstance(sink, ProcessSink):
-                _wait_empty(sink._data, start + 120)  # its bounded queue of scalar batches (private)
+                _wait_empty(sink, start + 120)
         waited = time.perf_counter() - start
+        self.monitor.flush()  # what the courier thread still has (in-process trackers) is written before the next block
         time.sleep(0.3)
         return waited
 
@@ -108,13 +109,8 @@ class _Tracked:
         return round(seen["rows"] / max(self.monitor.step_count, 1), 4), seen["thinned"][:3]
 
 
-def _wait_empty(data: Any, deadline: float) -> None:
-    while time.perf_counter() < deadline:
-        try:
-            if data.qsize() == 0:
-                return
-        except NotImplementedError:  # macOS has no qsize()
-            return
+def _wait_empty(sink: ProcessSink, deadline: float) -> None:
+    while time.perf_counter() < deadline and sink.backlog():  # None (not countable) or 0: done
         time.sleep(0.01)
 
 

@@ -93,13 +93,22 @@ class ProcessSink(Sink):
         self._data = context.Queue(maxsize=self._max_queued)
         self._control = context.Queue()
         self._outbox = context.Queue()
-        self._process = context.Process(target=_serve, args=(self._sinks, self._data, self._control, self._outbox),
+        self._process = context.Process(target=_serve,
+                                        args=(self._sinks, self._data, self._max_queued, self._control, self._outbox),
                                         name="lrmon-sinks", daemon=True)
         self._process.start()
         self._send(Sink.open, info)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         self._send(Sink.write_config, dict(config))
+
+    def backlog(self) -> int | None:
+        """Scalar batches queued for the child and not taken yet (``None`` where the platform cannot count them,
+        e.g. macOS, or before ``open``)."""
+        try:
+            return None if self._data is None else self._data.qsize()
+        except NotImplementedError:
+            return None
 
     def write_scalars(self, batch: ScalarBatch) -> None:
         """Enqueue the batch without waiting; if the queue is full, drop it and say so with the next event."""
@@ -224,7 +233,7 @@ class _FailureReportingSinks(SinkSet):
         self._outbox.put(("failed", sink.name, method, f"{type(error).__name__}: {error}"))
 
 
-def _serve(sinks: Sequence[Sink], data: Any, control: Any, outbox: Any) -> None:
+def _serve(sinks: Sequence[Sink], data: Any, capacity: int, control: Any, outbox: Any) -> None:
     """The child process: apply the parent's messages to the sinks, in the parent's order, until ``close``.
 
     It runs at a lower CPU priority than training (``nice`` 10): on a busy machine the trackers yield, fall
@@ -232,7 +241,6 @@ def _serve(sinks: Sequence[Sink], data: Any, control: Any, outbox: Any) -> None:
     """
     os.nice(10)
     active = _FailureReportingSinks(sinks, outbox)
-    capacity = data._maxsize  # noqa: SLF001 - multiprocessing keeps the bound here
     thinning = _Thinning(capacity)
     state_dir = Path(tempfile.mkdtemp(prefix="lrmon-sinks-"))
     applied = 0  # scalar batches applied

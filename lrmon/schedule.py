@@ -3,10 +3,21 @@ r"""``WarmupCosineSchedule``: braintools' warmup + cosine scheduler, with a full
 The math is in :mod:`lrmon.curve`. The LR used by train step :math:`t` is the value at ``last_epoch == t``:
 construct the schedule, run train step 0 with ``get_lr()``, call ``step()``, run train step 1, and so on.
 
-Where braintools is installed the class derives from ``braintools.optim.LRScheduler``, so braintools optimizers
-accept it (``braintools.optim.AdamW(lr=schedule)``); braintools is not required otherwise. It is also an optax
-schedule: ``optax.adamw(learning_rate=schedule)`` (or ``schedule.as_optax(group)``) evaluates the curve at optax's
-update count.
+**Two protocols, one object.** The schedule serves two optimizer libraries whose schedule protocols differ, and
+which one is in force depends on whether a braintools optimizer has bound it:
+
+================================  ===========================================  ================================
+                                  optax (``optax.adamw(learning_rate=s)``)     braintools (``AdamW(lr=s)``)
+================================  ===========================================  ================================
+who steps it                      nobody: pure, ``s(count)`` per update        ``s.step()`` once per train step
+``s(x)`` returns                  :math:`+\eta(x)`, group 0 (``as_optax(g)``:  :math:`-\eta(\text{last\_epoch})`
+                                  group ``g``)                                 (braintools scales updates by it)
+what the monitor logs             the curve at optax's count                   the LR the schedule holds
+================================  ===========================================  ================================
+
+Where braintools is installed the class derives from ``braintools.optim.LRScheduler`` (braintools is not required
+otherwise). ``attach_optimizer`` (called by braintools when it binds the schedule) switches ``__call__`` from the
+first column to the second; :func:`lrmon.schedule_source.drives_an_optimizer` is how the monitor tells them apart.
 """
 
 from __future__ import annotations
@@ -180,11 +191,8 @@ class WarmupCosineSchedule(_scheduler_base()):
             self.optimizer._current_lr.value = lrs[0]
 
     def __call__(self, count: Any) -> jnp.ndarray:
-        """As an optax schedule: the LR of group 0 at ``count``.
-
-        Once a braintools optimizer has bound the schedule (``attach_optimizer``), this follows braintools'
-        protocol instead: the negated LR at ``last_epoch`` (braintools scales updates by it).
-        """
+        """``+lr(count)`` of group 0 (optax), or ``-lr(last_epoch)`` once a braintools optimizer has bound the
+        schedule: see "Two protocols, one object" in the module docstring."""
         if self.optimizer is not None:
             return -self._current_lrs.value[0]
         return self._config.lr_at(count)[..., 0]
