@@ -20,7 +20,9 @@ PHASE_TAG = "lrmon/phase"
 PHASE_NAMES = {0: "warmup", 1: "cosine", 2: "past end"}
 #: Events as text (TensorBoard) and as summary keys (W&B): ``EVENT_TEXT_PREFIX + kind``.
 EVENT_TEXT_PREFIX = "lrmon/events/"
-#: Events as keys of the row of their step (W&B): ``EVENT_ROW_PREFIX + kind``.
+#: Events as keys of the row of their step (W&B): ``EVENT_ROW_PREFIX + kind``. Not the summary's prefix on
+#: purpose: wandb sets a history key's summary to its last logged value, so one key would hold both the row's
+#: ``1`` and the summary's step.
 EVENT_ROW_PREFIX = "lrmon/event/"
 #: The run configuration as text (TensorBoard).
 CONFIG_TAG = "lrmon/config"
