@@ -40,6 +40,11 @@ __all__ = ["WarmupCosineSchedule", "ConfigMismatchError", "SCHEDULE_STATE_VERSIO
 SCHEDULE_STATE_VERSION = STATE_VERSION
 
 
+
+def _config_field(name: str, doc: str) -> property:
+    """A read-only property returning the configuration's field ``name``."""
+    return property(lambda self: getattr(self._config, name), doc=doc)
+
 class ConfigMismatchError(ValueError):
     """A saved state's configuration differs from the schedule it is loaded into; ``fields`` names the fields."""
 
@@ -139,25 +144,10 @@ class WarmupCosineSchedule(_scheduler_base()):
         if hasattr(self, "_current_lrs"):
             self._current_lrs.value = self.get_lr()
 
-    @property
-    def warmup_steps(self) -> int:
-        """:math:`W`, the number of warmup steps."""
-        return self._config.warmup_steps
-
-    @property
-    def total_steps(self) -> int:
-        """:math:`T`, the planned number of steps."""
-        return self._config.total_steps
-
-    @property
-    def warmup_start_lr(self) -> float:
-        """LR at step 0 when warmup_steps > 0."""
-        return self._config.warmup_start_lr
-
-    @property
-    def eta_min(self) -> float:
-        """Floor of the cosine, held after ``total_steps``."""
-        return self._config.eta_min
+    warmup_steps = _config_field("warmup_steps", ":math:`W`, the number of warmup steps (int).")
+    total_steps = _config_field("total_steps", ":math:`T`, the planned number of steps (int).")
+    warmup_start_lr = _config_field("warmup_start_lr", "LR at step 0 when warmup_steps > 0 (float).")
+    eta_min = _config_field("eta_min", "Floor of the cosine, held after ``total_steps`` (float).")
 
     # -- the curve -------------------------------------------------------------------------------------------
     def lr_at(self, step: Any) -> jnp.ndarray:
