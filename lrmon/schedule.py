@@ -40,7 +40,6 @@ __all__ = ["WarmupCosineSchedule", "ConfigMismatchError", "SCHEDULE_STATE_VERSIO
 SCHEDULE_STATE_VERSION = STATE_VERSION
 
 
-
 def _config_field(name: str, doc: str) -> property:
     """A read-only property returning the configuration's field ``name``."""
     return property(lambda self: getattr(self._config, name), doc=doc)
