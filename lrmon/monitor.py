@@ -257,8 +257,7 @@ class LRMonitor:
         """
         self.save_state()
         with self._lock:
-            return state_to_dict(self._books.state_at(self._books.step, type(self.schedule).__name__,
-                                                     self._saver.trackers))
+            return state_to_dict(self._state_at(self._books.step))
 
     def close(self) -> None:
         """Flush everything, save the state, then close every sink. Safe to call twice.
@@ -301,22 +300,30 @@ class LRMonitor:
             pending = self._host.take()
             if pending is not None:
                 self._delivery.deliver(pending.steps, pending.values)
-            self._delivery.events_upto(self._books.step)
-            self._save_if_due()
+            self._send_due()
             self._books.plan_next_flush()
 
     def _take(self, steps: np.ndarray, values: Callable[[], Values], last_step: int) -> None:
-        """Rows that arrived with the step count past them (a compiled loop's): deliver, then a due save."""
+        """Rows that arrived with the step count past them (a compiled loop's)."""
         with self._lock:
             self._books.step = max(self._books.step, last_step + 1)
             self._delivery.deliver(steps, values)
-            self._delivery.events_upto(self._books.step)
-            self._save_if_due()
+            self._send_due()
 
-    def _save_if_due(self) -> None:
+    def _send_due(self) -> None:
+        """The tail of every path (lock held): the events due, then a due save, after the rows sent so far."""
+        self._delivery.events_upto(self._books.step)
         step = self._books.take_due_save()
-        if step is not None and self._writes:
-            self._saver.save(self._books.state_at(step, type(self.schedule).__name__, self._saver.trackers))
+        if step is not None:
+            self._store(step)
+
+    def _store(self, step: int) -> None:
+        """Hand the state of ``step`` to the saver (it stores it once the sinks hold every record below it)."""
+        if self._writes:
+            self._saver.save(self._state_at(step))
+
+    def _state_at(self, step: int) -> MonitorState:
+        return self._books.state_at(step, type(self.schedule).__name__, self._saver.trackers)
 
     def _save_now(self) -> None:
         """Save the state of the current step (unless saved already), after everything buffered."""
@@ -326,9 +333,7 @@ class LRMonitor:
         with self._lock:
             if self._books.saved_step != self._books.step:
                 self._books.note_saved(self._books.step)
-                if self._writes:
-                    self._saver.save(self._books.state_at(self._books.step, type(self.schedule).__name__,
-                                                              self._saver.trackers))
+                self._store(self._books.step)
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _check_metrics(self, metrics: Mapping[str, Any]) -> None:

@@ -25,9 +25,7 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-__all__ = [
-    "Series", "ScalarBatch", "Event", "RunInfo", "Sink", "TextSink", "MemorySink", "iter_rows", "split_batch_after",
-]
+__all__ = ["Series", "ScalarBatch", "Event", "RunInfo", "Sink", "TextSink", "MemorySink", "iter_rows"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,28 +88,6 @@ def iter_rows(batch: ScalarBatch) -> Iterator[tuple[int, dict[str, float]]]:
             rows.setdefault(step, {})[tag] = value
     for step in sorted(rows):
         yield step, rows[step]
-
-
-def split_batch_after(batch: ScalarBatch, steps: Sequence[int]) -> list[dict[str, Series]]:
-    """``batch`` cut right after each of ``steps``: the pieces, in step order, none empty."""
-    first = [series.steps for series in batch.values() if len(series.steps)]
-    if not first:
-        return []
-    bounds = sorted({int(step) for step in steps})
-    pieces, low = [], None
-    for high in [*bounds, None]:
-        piece = {}
-        for tag, series in batch.items():
-            keep = np.ones(len(series.steps), bool)
-            if low is not None:
-                keep &= series.steps > low
-            if high is not None:
-                keep &= series.steps <= high
-            piece[tag] = Series(series.steps[keep], series.values[keep])
-        if any(len(series.steps) for series in piece.values()):
-            pieces.append(piece)
-        low = high
-    return pieces
 
 
 class Sink(abc.ABC):

@@ -6,13 +6,13 @@ import functools
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pytest
 
 import lrmon
-from lrmon.sinks import Event, RunInfo, Series, split_batch_after
+from lrmon.sinks import Event, RunInfo, ScalarBatch, Series
 
 #: The curve most tests log: warmup 30, cosine to 250, run past the end (overrun at 250).
 CONFIG = lrmon.CurveConfig(base_lrs=(1e-3,), warmup_steps=30, total_steps=250, warmup_start_lr=1e-5, eta_min=1e-6)
@@ -65,6 +65,29 @@ def events(config: lrmon.CurveConfig, stop: int) -> list[Event]:
     due = sorted((step, kind) for kind, step in config.event_steps().items() if step < stop)
     table = lr_table(config)
     return [Event(step, kind, tuple(table[step].tolist()), f"{kind} at step {step}") for step, kind in due]
+
+
+def split_batch_after(batch: ScalarBatch, steps: Sequence[int]) -> list[dict[str, Series]]:
+    """``batch`` cut right after each of ``steps``: the pieces, in step order, none empty (the order the monitor
+    delivers in: an event after the rows of its step)."""
+    first = [series.steps for series in batch.values() if len(series.steps)]
+    if not first:
+        return []
+    bounds = sorted({int(step) for step in steps})
+    pieces, low = [], None
+    for high in [*bounds, None]:
+        piece = {}
+        for tag, series in batch.items():
+            keep = np.ones(len(series.steps), bool)
+            if low is not None:
+                keep &= series.steps > low
+            if high is not None:
+                keep &= series.steps <= high
+            piece[tag] = Series(series.steps[keep], series.values[keep])
+        if any(len(series.steps) for series in piece.values()):
+            pieces.append(piece)
+        low = high
+    return pieces
 
 
 def write_run(sink: Any, config: lrmon.CurveConfig = CONFIG, start: int = 0, stop: int = 300) -> None:
