@@ -18,7 +18,8 @@ from typing import IO, Any, Sequence
 
 from lrmon._optional import optional_import
 from lrmon.sinks import Event, RunInfo, ScalarBatch, Sink
-from lrmon.tags import PHASE_NAMES, PHASE_TAG
+from lrmon.curve import PHASES
+from lrmon.tags import PHASE_TAG
 
 __all__ = ["ConsoleSink"]
 
@@ -66,6 +67,7 @@ class ConsoleSink(Sink):
         self._bar: Any = None
         self._out: IO[str] | None = None
         self._lr_tags: tuple[str, ...] = ("lr",)
+        self._phases: tuple[str, ...] = PHASES
         self._seen_metrics: list[str] = []
         self._values: dict[str, float] = {}
 
@@ -78,6 +80,7 @@ class ConsoleSink(Sink):
         """Create the bar."""
         self._tqdm = optional_import("tqdm", needed_by="lrmon.integrations.console.ConsoleSink", extra="console")
         self._lr_tags = tuple(info.lr_tags) or ("lr",)
+        self._phases = tuple(info.phases)
         total = info.config.get("total_steps")
         self._out = self._file if self._file is not None else sys.stderr
         self._bar = self._tqdm.tqdm(
@@ -134,7 +137,7 @@ class ConsoleSink(Sink):
             parts.append("lr=" + "/".join(f"{lr:.3e}" for lr in lrs))
         if PHASE_TAG in self._values:
             phase = int(self._values[PHASE_TAG])
-            parts.append(f"phase={PHASE_NAMES.get(phase, phase)}")
+            parts.append(f"phase={self._phases[phase] if 0 <= phase < len(self._phases) else phase}")
         names = self._metrics if self._metrics is not None else self._seen_metrics
         parts += [f"{name}={_format_number(self._values[name])}" for name in names if name in self._values]
         return ", ".join(parts)

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lrmon._optional import optional_import
-from lrmon.tags import PHASE_NAMES
 
 __all__ = ["PHASE_COLORS", "EVENT_COLORS", "new_figure", "save", "png_bytes", "x_limits", "shade_phases", "mark_events", "darker"]
 
 #: Phase number -> shading colour; event kind -> line colour.
-PHASE_COLORS = {0: "#f6c85f", 1: "#9dd9f3", 2: "#d0d0d0"}
+PHASE_COLORS = {0: "#f6c85f", 1: "#9dd9f3", 2: "#d0d0d0", 3: "#b8e186", 4: "#fdb863", 5: "#c2a5cf"}
 EVENT_COLORS = {"warmup_start": "#b35806", "warmup_end": "#e08214", "cosine_start": "#2166ac", "end": "#542788",
                  "overrun": "#b2182b", "resume": "#1b7837", "thinned": "#777777"}
 _DPI = 100
@@ -54,10 +53,12 @@ def x_limits(low: float, high: float) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def shade_phases(ax: Any, spans: Sequence[tuple[int, float, float]], labels: bool = True) -> None:
+def shade_phases(ax: Any, spans: Sequence[tuple[int, float, float]], names: Sequence[str],
+                 labels: bool = True) -> None:
+    """Shade each ``(phase, start, stop)`` span; ``names[phase]`` labels the first span of each phase."""
     seen: set[int] = set()
     for phase, start, stop in spans:
-        label = PHASE_NAMES.get(phase, str(phase)) if labels and phase not in seen else None
+        label = (names[phase] if 0 <= phase < len(names) else str(phase)) if labels and phase not in seen else None
         seen.add(phase)
         ax.axvspan(start, stop, color=PHASE_COLORS.get(phase, "#eeeeee"), alpha=0.35, lw=0, label=label, zorder=0)
 

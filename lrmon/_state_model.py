@@ -11,7 +11,7 @@ from lrmon._state_schema import (
     STATE_SCHEMA, STATE_VERSION, SchemaError, StateError, StateFields, check_state, config_from_data,
     schedule_state_dict, show,
 )
-from lrmon.curve import CurveConfig
+from lrmon.schedules._protocol import Curve
 
 __all__ = ["MonitorState", "state_from_dict", "state_to_dict", "utc_timestamp"]
 
@@ -34,6 +34,8 @@ class MonitorState:
       trackers: JSON data identifying each tracker's run, e.g. ``{"wandb": {"run_id": ..., "project": ...}}``.
       monitor_config: the monitor's own settings as JSON data, e.g. ``{"log_every": 10}``.
       written_at: ISO 8601 time the state was captured (default: now, UTC).
+      schedule_state: the JSON state of a schedule whose LR is not a function of the step (braintools'
+        ``ReduceLROnPlateau``: its best metric, counters and LRs), or ``None`` (the document then has no such key).
       schema, version: document identity; always :data:`STATE_SCHEMA` and :data:`STATE_VERSION`.
 
     Invalid values raise :class:`StateError`: the fields are checked against the one schema of the state document
@@ -42,13 +44,14 @@ class MonitorState:
     """
 
     schedule_class: str
-    config: CurveConfig
+    config: Curve
     step: int
     emitted_events: tuple[tuple[str, int], ...] = ()
     last_logged_step: int | None = None
     trackers: dict[str, Any] = dataclasses.field(default_factory=dict)
     monitor_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     written_at: str = dataclasses.field(default_factory=utc_timestamp)
+    schedule_state: dict[str, Any] | None = None
     schema: str = STATE_SCHEMA
     version: int = STATE_VERSION
 
@@ -56,8 +59,9 @@ class MonitorState:
 
     def __post_init__(self) -> None:
         try:
-            if not isinstance(self.config, CurveConfig):
-                raise SchemaError(f"field 'config' must be a CurveConfig, got {show(self.config)}")
+            if not isinstance(self.config, Curve):
+                raise SchemaError(f"field 'config' must be a schedule curve (lrmon.schedules.Curve), "
+                                  f"got {show(self.config)}")
             fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
             for name, value in check_state({**fields, "config": self.config.to_dict()}).items():
                 object.__setattr__(self, name, value)
@@ -82,6 +86,8 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
     doc.update(config=state.config.to_dict(), emitted_events=[list(event) for event in state.emitted_events],
                trackers=json.loads(json.dumps(state.trackers)),
                monitor_config=json.loads(json.dumps(state.monitor_config)))
+    if state.schedule_state is None:
+        del doc["schedule_state"]
     return doc
 
 
@@ -103,4 +109,5 @@ def state_from_dict(doc: Any, *, source: str = "<dict>") -> MonitorState:
         config = config_from_data(doc["config"])
     except SchemaError as problem:
         raise StateError(str(problem), source) from None
-    return MonitorState(**{name: doc[name] for name in StateFields.__struct_fields__ if name != "config"}, config=config)
+    return MonitorState(**{name: doc[name] for name in StateFields.__struct_fields__ if name in doc and name != "config"},
+                        config=config)

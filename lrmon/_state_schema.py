@@ -16,13 +16,15 @@ from typing import Annotated, Any, Literal, Mapping, TypeVar, Union
 
 import msgspec
 
-from lrmon.curve import EVENT_KINDS, ConfigFields, CurveConfig
+from lrmon.curve import EVENT_KINDS, ConfigFields
+from lrmon.schedules._protocol import CURVE_KEY, Curve, curve_from_dict
 
 #: Value of the ``schema`` field of every state document.
 STATE_SCHEMA = "lrmon.monitor-state"
 #: The state document version this lrmon writes and reads.
 STATE_VERSION = 1
-#: Event kinds a state may record: the schedule's events plus the monitor's ``resume`` and ``thinned``.
+#: Event kinds of a warmup + cosine state: the schedule's events plus the monitor's ``resume`` and ``thinned``;
+#: other schedules name their own events (lower-case identifiers, :func:`~lrmon.schedules.curve_from_dict`).
 STATE_EVENT_KINDS: tuple[str, ...] = EVENT_KINDS + ("resume", "thinned")
 #: Largest step a state may hold: the schedule evaluates steps as int32 (JAX's default integer), so a larger one
 #: could not be resumed.
@@ -35,7 +37,7 @@ _T = TypeVar("_T")
 
 Step = Annotated[int, msgspec.Meta(ge=0, le=MAX_STEP)]
 ClassName = Annotated[str, msgspec.Meta(pattern=r"^[^\W\d]\w*\Z")]
-EventKind = Literal[STATE_EVENT_KINDS]  # type: ignore[valid-type]
+EventKind = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*\Z")]
 
 
 class StateFields(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -44,13 +46,14 @@ class StateFields(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     schema: Literal[STATE_SCHEMA]  # type: ignore[valid-type]
     version: int
     schedule_class: ClassName
-    config: ConfigFields
+    config: dict[str, Any]
     step: Step
     emitted_events: tuple[tuple[EventKind, Step], ...]
     last_logged_step: Union[Step, None]
     trackers: dict[str, Any]
     monitor_config: dict[str, Any]
     written_at: str
+    schedule_state: Union[dict[str, Any], None] = None
 
 
 class ScheduleState(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -58,7 +61,7 @@ class ScheduleState(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     version: Literal[STATE_VERSION]  # type: ignore[valid-type]
     schedule_class: ClassName = msgspec.field(name="class")
-    config: ConfigFields
+    config: dict[str, Any]
     last_epoch: Step
 
 
@@ -66,7 +69,7 @@ class ScheduleState(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 _HINTS = {
     "schedule_class": "a class name: a Python identifier",
     "class": "a class name: a Python identifier",
-    "emitted_events": f"[kind, step] pairs, kind one of {', '.join(STATE_EVENT_KINDS)}",
+    "emitted_events": "[kind, step] pairs, kind a lower-case identifier (the schedule's events, resume, thinned)",
     "version": f"this lrmon reads version {STATE_VERSION}",
 }
 for _name in ("step", "last_logged_step", "last_epoch"):
@@ -190,6 +193,7 @@ def check_state(data: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(data.get("emitted_events"), (set, frozenset)):  # msgspec would take it, in no defined order
         raise SchemaError("field 'emitted_events' must be a sequence in emission order, got a set")
     fields = convert(data, StateFields)
+    check_config(fields.config, "field 'config'")
     for index, (_, step) in enumerate(fields.emitted_events):
         _check_at_most_step(f"field 'emitted_events'[{index}] step", step, fields.step)
     _check_at_most_step("field 'last_logged_step'", fields.last_logged_step, fields.step)
@@ -198,8 +202,9 @@ def check_state(data: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError:
         raise SchemaError(f"field 'written_at' must be an ISO 8601 time string, got {show(fields.written_at)}") from None
     normalized = {name: getattr(fields, name) for name in fields.__struct_fields__ if name != "config"}
-    for name in ("trackers", "monitor_config"):
-        normalized[name] = _json_copy(normalized[name], f"field {name!r}", 1)
+    for name in ("trackers", "monitor_config", "schedule_state"):
+        if normalized[name] is not None:
+            normalized[name] = _json_copy(normalized[name], f"field {name!r}", 1)
     return normalized
 
 
@@ -239,20 +244,28 @@ def _json_copy(value: Any, where: str, depth: int) -> Any:
     raise SchemaError(f"{where} must hold only JSON data, got {show(value)}")
 
 
-def config_from_data(data: Any) -> CurveConfig:
-    """A :class:`CurveConfig` from its :meth:`~CurveConfig.to_dict` form; raises :class:`SchemaError`."""
+def check_config(data: Any, where: str) -> None:
+    """Raise :class:`SchemaError` if a warmup + cosine configuration (no ``"curve"`` key) has mistyped fields
+    (other schedules are checked by their own ``from_dict``, in :func:`config_from_data`)."""
+    if CURVE_KEY not in data:
+        convert(data, ConfigFields, where)
+
+
+def config_from_data(data: Any) -> Curve:
+    """The curve of its ``to_dict()`` form (:func:`~lrmon.schedules.curve_from_dict`); raises :class:`SchemaError`."""
     try:
-        return CurveConfig.from_dict(data)
+        return curve_from_dict(data)
     except (TypeError, ValueError, OverflowError) as error:
         raise SchemaError(f"field 'config' is not a valid schedule configuration: {error}") from None
 
 
-def schedule_state_dict(schedule_class: str, config: CurveConfig, step: int) -> dict[str, Any]:
+def schedule_state_dict(schedule_class: str, config: Curve, step: int) -> dict[str, Any]:
     """The :class:`ScheduleState` of a schedule as plain data (``WarmupCosineSchedule.state_dict()``)."""
-    return msgspec.to_builtins(ScheduleState(STATE_VERSION, schedule_class, ConfigFields(**config.to_dict()), step))
+    return msgspec.to_builtins(ScheduleState(STATE_VERSION, schedule_class, config.to_dict(), step))
 
 
-def read_schedule_state(data: Any) -> tuple[CurveConfig, int]:
+def read_schedule_state(data: Any) -> tuple[Curve, int]:
     """The configuration and step of a :class:`ScheduleState` in plain data; raises :class:`SchemaError`."""
     state = convert(data, ScheduleState)
-    return config_from_data(data["config"]), state.last_epoch
+    check_config(state.config, "field 'config'")
+    return config_from_data(state.config), state.last_epoch

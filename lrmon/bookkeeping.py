@@ -11,8 +11,8 @@ once:
   sent (or lies before the run);
 * ``last_save_step``: the save cadence counts from here; ``saved_step``: the step of the last save.
 
-Events are a function of the step (:meth:`~lrmon.curve.CurveConfig.event_steps`), so a resumed run emits exactly
-the events at or after its step.
+Planned events are a function of the step (the curve's ``events``), so a resumed run emits exactly the events at
+or after its step; observed ones (a plateau's cuts) are noted as they are sent.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lrmon.curve import CurveConfig
+from lrmon.schedules._protocol import Curve
 from lrmon.state import MonitorState
 
 __all__ = ["Bookkeeping"]
@@ -31,14 +31,14 @@ class Bookkeeping:
     """The monitor's counters; see the module docstring.
 
     Args:
-      config: the schedule's configuration (its event steps).
+      config: the schedule's curve (its events).
       step: the step the run starts (or resumes) at.
       flush_every, log_every, save_every: the monitor's cadences (``save_every=None``: no periodic saves).
       last_logged_step: on resume, the last step the trackers hold a row of (``None``: none).
       emitted: on resume, the events already sent, as ``(kind, step)``.
     """
 
-    def __init__(self, config: CurveConfig, step: int, *, flush_every: int, log_every: int, save_every: int | None,
+    def __init__(self, config: Curve, step: int, *, flush_every: int, log_every: int, save_every: int | None,
                  last_logged_step: int | None = None, emitted: Sequence[tuple[str, int]] = ()) -> None:
         self.config = config
         self.flush_every, self.log_every, self.save_every = flush_every, log_every, save_every
@@ -61,15 +61,14 @@ class Bookkeeping:
     # -- events --------------------------------------------------------------------------------------------
     def event_steps_before(self, step: int) -> list[int]:
         """Steps of the events not sent yet that lie below ``step``."""
-        return [at for at in self.config.event_steps().values() if self.events_below <= at < step]
+        return [at for _, at in self.config.events(self.events_below, max(step, self.events_below))]
 
     def take_due_events(self, completed: int) -> list[tuple[int, str]]:
         """The events at steps below ``completed`` not sent yet, as ``(step, kind)`` in step order; from now on
         they count as sent."""
         if completed <= self.events_below:
             return []
-        due = sorted((at, kind) for kind, at in self.config.event_steps().items()
-                     if self.events_below <= at < completed)
+        due = sorted((at, kind) for kind, at in self.config.events(self.events_below, completed))
         self.events_below = completed
         self.note_sent(due)
         return due
@@ -106,12 +105,14 @@ class Bookkeeping:
         last = self.last_logged_step
         return None if last is None or step == 0 else min(last, step - 1)
 
-    def state_at(self, step: int, schedule_class: str, trackers: dict) -> MonitorState:
+    def state_at(self, step: int, schedule_class: str, trackers: dict,
+                 schedule_state: dict | None = None) -> MonitorState:
         """The state of ``step`` (what a save of that step stores, once the sinks hold every record below it)."""
         return MonitorState(
             schedule_class=schedule_class, config=self.config, step=step,
             emitted_events=self.events_before(step), last_logged_step=self.last_logged_before(step),
             trackers=trackers, monitor_config={"log_every": self.log_every, "save_every": self.save_every},
+            schedule_state=schedule_state,
         )
 
     def _next_save_step(self) -> int:
@@ -121,7 +122,8 @@ class Bookkeeping:
     def _next_flush_step(self) -> int:
         """After ``flush_every`` logged steps, right after an event step, or when a save is due."""
         first = max(self.step, self.events_below)
-        upcoming = [at + 1 for at in self.config.event_steps().values() if at >= first]
+        horizon = self.step + self.flush_every * self.log_every
+        upcoming = [at + 1 for _, at in self.config.events(first, max(horizon, first))[:1]]
         if self.save_every is not None:
             upcoming.append(self._next_save_step())
-        return min([self.step + self.flush_every * self.log_every] + upcoming)
+        return min([horizon] + upcoming)

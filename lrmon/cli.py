@@ -23,7 +23,7 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from lrmon.runs import RunReadError
 
@@ -79,10 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
         "preview", help="draw the planned schedule (PNG) and print a summary",
         description="Draw the planned warmup + cosine schedule with its phases and events, and print a summary.",
     )
-    preview.add_argument("--base-lr", type=float, nargs="+", required=True, metavar="LR",
+    preview.add_argument("--schedule", metavar="NAME", help="a schedule other than warmup + cosine, e.g. "
+                         "optax.sgdr_schedule or braintools.StepLR (see --list); its arguments in --args")
+    preview.add_argument("--args", type=json.loads, default=None, metavar="JSON",
+                         help="the schedule's arguments as a JSON object, e.g. '{\"init_value\": 1e-3, "
+                              "\"decay_steps\": 1000}'")
+    preview.add_argument("--list", action="store_true", help="list the schedules --schedule accepts")
+    preview.add_argument("--steps", type=int, default=None, metavar="N",
+                         help="draw steps 0..N (default: the last event plus 5%%; needed for endless events)")
+    preview.add_argument("--base-lr", type=float, nargs="+", metavar="LR",
                          help="peak LR reached at the end of warmup; several values for several parameter groups")
-    preview.add_argument("--warmup-steps", type=int, required=True, metavar="W", help="linear warmup steps (>= 0)")
-    preview.add_argument("--total-steps", type=int, required=True, metavar="T", help="planned steps (>= W, >= 1)")
+    preview.add_argument("--warmup-steps", type=int, metavar="W", help="linear warmup steps (>= 0)")
+    preview.add_argument("--total-steps", type=int, metavar="T", help="planned steps (>= W, >= 1)")
     preview.add_argument("--warmup-start-lr", type=float, default=0.0, metavar="LR",
                          help="LR of step 0 when W > 0 (default 0)")
     preview.add_argument("--eta-min", type=float, default=0.0, metavar="LR",
@@ -120,22 +128,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- commands -----------------------------------------------------------------------------------------------------
 def _preview(args: argparse.Namespace) -> int:
-    from lrmon.curve import CurveConfig
-
-    base_lrs = args.base_lr[0] if len(args.base_lr) == 1 else list(args.base_lr)
-    try:
-        config = CurveConfig(base_lrs, args.warmup_steps, args.total_steps, args.warmup_start_lr, args.eta_min)
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"invalid schedule: {error}") from None
     from lrmon import plotting
+    from lrmon.schedules import curve_names
 
-    for line in plotting.schedule_summary(config):
+    if args.list:
+        print("\n".join(["warmup_cosine (the default: --base-lr, --warmup-steps, --total-steps)",
+                         *(name for name in curve_names() if name != "function")]))
+        return 0
+    config = _preview_curve(args)
+    try:
+        summary = plotting.schedule_summary(config, args.steps)
+    except ValueError as error:
+        raise UsageError(f"{error}: pass --steps N") from None
+    for line in summary:
         print(line)
     if not args.no_plot:
-        out = plotting.plot_schedule(config, args.out, size=args.size or plotting.PREVIEW_SIZE)
+        out = plotting.plot_schedule(config, args.out, size=args.size or plotting.PREVIEW_SIZE, end=args.steps)
         width, height = args.size or plotting.PREVIEW_SIZE
         print(f"wrote {out} ({width}x{height} px)")
     return 0
+
+
+def _preview_curve(args: argparse.Namespace) -> Any:
+    """The curve ``lrmon preview`` draws: ``--schedule`` with ``--args``, or the warmup + cosine flags."""
+    from lrmon.curve import CurveConfig
+    from lrmon.schedules import CURVE_KEY, curve_from_dict
+
+    if args.schedule is not None:
+        if not isinstance(args.args, (dict, type(None))):
+            raise UsageError("--args must be a JSON object of the schedule's arguments")
+        try:
+            return curve_from_dict({CURVE_KEY: args.schedule, "args": args.args or {}})
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"invalid schedule: {error}") from None
+    missing = [flag for flag, value in (("--base-lr", args.base_lr), ("--warmup-steps", args.warmup_steps),
+                                        ("--total-steps", args.total_steps)) if value is None]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)} "
+                         "(or --schedule NAME --args JSON)")
+    base_lrs = args.base_lr[0] if len(args.base_lr) == 1 else list(args.base_lr)
+    try:
+        return CurveConfig(base_lrs, args.warmup_steps, args.total_steps, args.warmup_start_lr, args.eta_min)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"invalid schedule: {error}") from None
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -177,36 +212,49 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _phase_description(state: MonitorState) -> str:
+    from lrmon.curve import CurveConfig
+    from lrmon.schedules._function import FunctionCurve
+
     config, step = state.config, state.step
-    if step < config.warmup_steps:
-        phase = "warmup"
-    elif step < config.total_steps:
-        phase = "cosine"
-    else:
-        phase = "past the end"
-    return f"{phase}, {100.0 * step / config.total_steps:.1f}% of total_steps"
+    if isinstance(config, FunctionCurve):
+        return "phases unknown: a plain schedule function"
+    phase = config.phases[int(config.phase_at(step))]
+    if isinstance(config, CurveConfig):
+        return f"{phase}, {100.0 * step / config.total_steps:.1f}% of total_steps"
+    return phase
 
 
 def _next_event(state: MonitorState) -> str:
-    upcoming = [(step, kind) for kind, step in state.config.event_steps().items() if step >= state.step]
+    from lrmon.state import MAX_STEP
+
+    upcoming = state.config.events(state.step, MAX_STEP)[:1]
     if not upcoming:
         return "none"
-    step, kind = min(upcoming)
+    kind, step = upcoming[0]
     return f"{kind} at step {step}"
 
 
 def describe_state(state: MonitorState) -> str:
     """A human-readable multi-line summary of ``state`` (for ``lrmon inspect``)."""
+    from lrmon.curve import CurveConfig
+
     config = state.config
     events = ", ".join(f"{kind}@{step}" for kind, step in state.emitted_events) or "none"
-    rows = [
-        ("written at", state.written_at),
-        ("schedule", state.schedule_class),
-        ("base_lrs", f"{list(config.base_lrs)} ({config.num_groups} parameter group{'s' * (config.num_groups > 1)})"),
-        ("warmup_steps", str(config.warmup_steps)),
-        ("total_steps", str(config.total_steps)),
-        ("warmup_start_lr", repr(config.warmup_start_lr)),
-        ("eta_min", repr(config.eta_min)),
+    rows = [("written at", state.written_at), ("schedule", state.schedule_class)]
+    if isinstance(config, CurveConfig):
+        rows += [
+            ("base_lrs", f"{list(config.base_lrs)} ({config.num_groups} parameter group"
+                         f"{'s' * (config.num_groups > 1)})"),
+            ("warmup_steps", str(config.warmup_steps)),
+            ("total_steps", str(config.total_steps)),
+            ("warmup_start_lr", repr(config.warmup_start_lr)),
+            ("eta_min", repr(config.eta_min)),
+        ]
+    else:
+        from lrmon.plotting import describe_curve
+
+        rows.append(("curve", describe_curve(config)))
+    rows += [
         ("step", f"{state.step} ({_phase_description(state)})"),
         ("last logged step", "none" if state.last_logged_step is None else str(state.last_logged_step)),
         ("events emitted", events),

@@ -44,9 +44,11 @@ import numpy as np
 
 from lrmon._validation import check_learning_rate, check_learning_rates, check_step_count
 
-__all__ = ["CurveConfig", "ConfigFields", "EVENT_KINDS", "PHASE_WARMUP", "PHASE_COSINE", "PHASE_PAST_END"]
+__all__ = ["CurveConfig", "ConfigFields", "EVENT_KINDS", "PHASES", "PHASE_WARMUP", "PHASE_COSINE", "PHASE_PAST_END"]
 
 PHASE_WARMUP, PHASE_COSINE, PHASE_PAST_END = 0, 1, 2
+#: Phase number -> name.
+PHASES: tuple[str, ...] = ("warmup", "cosine", "past end")
 
 #: The schedule's events in the order they happen.
 EVENT_KINDS: tuple[str, ...] = ("warmup_start", "warmup_end", "cosine_start", "end", "overrun")
@@ -176,17 +178,21 @@ class CurveConfig:
         step = np.asarray(step)
         return (step >= self.warmup_steps).astype(np.int8) + (step >= self.total_steps).astype(np.int8)
 
-    def event_steps(self) -> dict[str, int]:
-        """The step of each event this configuration has (``overrun`` included: it fires only if reached)."""
-        events: dict[str, int] = {}
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """Names of the phases :meth:`phase_at` numbers."""
+        return PHASES
+
+    def events(self, low: int = 0, high: int | None = None) -> list[tuple[str, int]]:
+        """The events at steps in ``[low, high)`` as ``(kind, step)`` in step order (``overrun`` included: it
+        fires only if reached)."""
+        events: list[tuple[str, int]] = []
         if self.warmup_steps > 0:
-            events["warmup_start"] = 0
-            events["warmup_end"] = self.warmup_steps - 1
+            events += [("warmup_start", 0), ("warmup_end", self.warmup_steps - 1)]
         if self.total_steps > self.warmup_steps:
-            events["cosine_start"] = self.warmup_steps
-        events["end"] = self.total_steps - 1
-        events["overrun"] = self.total_steps
-        return events
+            events.append(("cosine_start", self.warmup_steps))
+        events += [("end", self.total_steps - 1), ("overrun", self.total_steps)]
+        return sorted([e for e in events if low <= e[1] and (high is None or e[1] < high)], key=lambda e: e[1])
 
 
 @functools.lru_cache(maxsize=32)

@@ -16,7 +16,7 @@ import numpy as np
 
 from lrmon.bookkeeping import Bookkeeping
 from lrmon.courier import Courier
-from lrmon.curve import CurveConfig
+from lrmon.schedules._protocol import Curve
 from lrmon.sinks import Event, Series, Sink
 from lrmon.tags import PHASE_TAG
 
@@ -31,7 +31,7 @@ class Delivery:
     """Sends rows and events through ``courier`` in step order, as ``books`` says what is new.
 
     Args:
-      config: the schedule's configuration (events, phases, exact LRs).
+      config: the schedule's curve (events, phases, exact LRs).
       lr_tags: the tag of each group's LR.
       books: the run's bookkeeping (what was sent).
       courier: the ordered road to the sinks.
@@ -41,7 +41,7 @@ class Delivery:
         deadlocks XLA's CPU runtime).
     """
 
-    def __init__(self, config: CurveConfig, lr_tags: Sequence[str], books: Bookkeeping, courier: Courier, *,
+    def __init__(self, config: Curve, lr_tags: Sequence[str], books: Bookkeeping, courier: Courier, *,
                  writes: bool, read_at_once: bool) -> None:
         self.config, self.lr_tags, self.books, self.courier = config, tuple(lr_tags), books, courier
         self.writes, self.read_at_once = writes, read_at_once
@@ -70,10 +70,13 @@ class Delivery:
         if not due:
             return
         lrs = self.config.exact_lr_at([step for step, _ in due])  # NumPy: this may run in a host callback
+        self.emit_observed([(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]) + detail_suffix)
+                            for i, (step, kind) in enumerate(due)])
+
+    def emit_observed(self, events: Sequence[tuple[int, str, tuple[float, ...], str]]) -> None:
+        """Send events ``(step, kind, lrs, detail)`` whose LRs were observed, not planned (a plateau's cuts)."""
         if self.writes:
-            self.courier.call(Sink.write_events, [
-                Event(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]) + detail_suffix)
-                for i, (step, kind) in enumerate(due)])
+            self.courier.call(Sink.write_events, [Event(*event) for event in events])
 
     def _rows(self, values: Callable[[], Values], low: int, high: int) -> dict[str, Series]:
         """The rows at steps ``low..high`` as a batch: LRs, phase and metrics (on the courier's thread)."""

@@ -29,7 +29,6 @@ import numpy as np
 from lrmon._validation import check_metrics, check_step_count
 from lrmon.bookkeeping import Bookkeeping
 from lrmon.courier import Courier
-from lrmon.curve import CurveConfig
 from lrmon.delivery import Delivery, Values
 from lrmon.dispatch import SinkSet
 from lrmon.graph import GraphBuffer
@@ -37,7 +36,11 @@ from lrmon.graph_recorder import GraphRecorder
 from lrmon.host_buffer import HostBuffer, outputs_as_rows, padded_steps
 from lrmon.resuming import load_resume
 from lrmon.saving import StateSaver
-from lrmon.schedule_source import curve_config_of, current_step_of, drives_an_optimizer, step_driven_schedule
+from lrmon.plateau import CUT_PREFIX, PlateauObserver
+from lrmon.schedule_source import (
+    curve_of, current_step_of, drives_an_optimizer, is_observed, move_to_step, step_driven_schedule,
+)
+from lrmon.schedules._protocol import Curve
 from lrmon.sinks import RunInfo, Sink
 from lrmon.state import MonitorState, state_to_dict
 from lrmon.tags import lr_tags
@@ -49,11 +52,14 @@ _CLOSE_TIMEOUT_S = 300.0
 
 
 class LRMonitor:
-    """Owns a warmup + cosine schedule, steps it once per train step, and logs it to sinks.
+    """Owns a schedule, steps it once per train step, and logs its LR, phase and events to sinks.
 
     Args:
-      schedule: an ``lrmon.WarmupCosineSchedule`` or a ``braintools.optim.WarmupCosineSchedule``. Training starts
-        at the schedule's ``last_epoch``.
+      schedule: an ``lrmon.WarmupCosineSchedule``; a schedule of :mod:`lrmon.schedules.optax` (optax's
+        constructors, with phases and events); a plain optax schedule function (LR only: no phases or events);
+        or a ``braintools.optim`` scheduler (:mod:`lrmon.schedules.braintools` lists them; the monitor steps it,
+        except ``ReduceLROnPlateau``, which you step with your metric and whose cuts the monitor observes:
+        :mod:`lrmon.plateau`). Training starts at a braintools scheduler's ``last_epoch``, else at 0.
       sinks: where records go (``lrmon.MemorySink``, ``lrmon.integrations.tensorboard.TensorBoardSink``, ...).
       log_every: LR scalars (and metrics) are recorded at steps with ``t % log_every == 0``; events always at their
         exact step.
@@ -75,6 +81,8 @@ class LRMonitor:
         any step resumes exactly.
       allow_config_change: resume even if the saved schedule configuration differs from ``schedule``'s (the
         schedule keeps its own configuration); otherwise :class:`~lrmon.ConfigMismatchError` names the fields.
+      group_names: one name per parameter group: the LRs are then logged as ``lr/<name>`` (default ``lr`` for one
+        group, ``lr/pg<i>`` for several).
 
     A schedule at ``last_epoch=N`` with no ``resume_from`` starts at step ``N`` and emits no event of an earlier
     step. State saves run off the training thread (:mod:`lrmon.saving`: the resume invariant); a tracker or disk
@@ -96,9 +104,10 @@ class LRMonitor:
         resume_from: str | os.PathLike[str] | MonitorState | Mapping[str, Any] | None = None,
         resume_step: int | None = None,
         allow_config_change: bool = False,
+        group_names: Sequence[str] | None = None,
     ) -> None:
         self.schedule = schedule
-        self.config: CurveConfig = curve_config_of(schedule)
+        self.config: Curve = curve_of(schedule)
         self.log_every = check_step_count("log_every", log_every, minimum=1)
         self.flush_every = check_step_count("flush_every", flush_every, minimum=1)
         self.graph_capacity = check_step_count("graph_capacity", graph_capacity, minimum=1)
@@ -109,8 +118,8 @@ class LRMonitor:
         resumed = None if resume_from is None else load_resume(resume_from, resume_step, self.config,
                                                                allow_config_change)
         if resumed is not None:
-            self.schedule.step(resumed.step)
-        self.lr_tags: tuple[str, ...] = lr_tags(self.config.num_groups)
+            move_to_step(self.schedule, resumed.step)
+        self.lr_tags: tuple[str, ...] = lr_tags(self.config.num_groups, group_names)
         self._books = Bookkeeping(
             self.config, current_step_of(schedule) if resumed is None else resumed.step,
             flush_every=self.flush_every, log_every=self.log_every, save_every=self.save_every,
@@ -131,7 +140,12 @@ class LRMonitor:
                                  None if resumed is None else resumed.state.trackers)
         if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
             config = {"schedule": type(schedule).__name__, **self.config.to_dict(), "log_every": self.log_every}
-            self._saver.open_sinks(RunInfo(self._books.start_step, config, self.lr_tags, resumed=resumed is not None))
+            self._saver.open_sinks(RunInfo(self._books.start_step, config, self.lr_tags, resumed=resumed is not None,
+                                           phases=tuple(self.config.phases)))
+        self._plateau = None if not is_observed(schedule) else PlateauObserver(schedule, sum(
+            kind.startswith(CUT_PREFIX) for kind, _ in self._books.emission_log))
+        if self._plateau is not None and resumed is not None and resumed.state.schedule_state is not None:
+            self._plateau.restore(resumed.state.schedule_state)
         if resumed is not None:
             marker = [(resumed.step, "resume")]
             self._books.note_sent(marker)
@@ -164,11 +178,15 @@ class LRMonitor:
         t = self._books.step
         driven = drives_an_optimizer(self.schedule)
         if t % self.log_every == 0:
-            self._host.append(t, metrics, self.schedule.current_lrs.value if driven else None)
+            held = driven or self._plateau is not None
+            self._host.append(t, metrics, self.schedule.current_lrs.value if held else None)
         if driven:
             step_driven_schedule(self.schedule, t)
+        cut = None if self._plateau is None else self._plateau.check()
         self._books.step = t + 1
-        if self._books.flush_due():
+        if cut is not None:
+            self._send_cut(t, cut)
+        elif self._books.flush_due():
             self._write_due()
 
     def record_many(self, steps: Any, **metrics: Any) -> None:
@@ -322,14 +340,22 @@ class LRMonitor:
         if self._writes:
             self._saver.save(self._state_at(step))
 
+    def _send_cut(self, t: int, cut: Any) -> None:
+        """An observed cut at step ``t``: the rows up to ``t`` first, then its event."""
+        self._write_due()
+        with self._lock:
+            self._books.note_sent([(t, cut.kind)])
+            self._delivery.emit_observed([(t, cut.kind, cut.new, cut.describe(t))])
+
     def _state_at(self, step: int) -> MonitorState:
-        return self._books.state_at(step, type(self.schedule).__name__, self._saver.trackers)
+        schedule_state = None if self._plateau is None else self._plateau.state()
+        return self._books.state_at(step, type(self.schedule).__name__, self._saver.trackers, schedule_state)
 
     def _save_now(self) -> None:
         """Save the state of the current step (unless saved already), after everything buffered."""
         self._write_due()
         if not drives_an_optimizer(self.schedule) and self._recorder.state is None:
-            self.schedule.step(self._books.step)  # bring a pure (optax) schedule to the monitor's step
+            move_to_step(self.schedule, self._books.step)  # bring a pure warmup + cosine schedule to the step
         with self._lock:
             if self._books.saved_step != self._books.step:
                 self._books.note_saved(self._books.step)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 from pathlib import Path
@@ -27,12 +28,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lrmon.tags import PHASE_NAMES
-from lrmon.curve import CurveConfig
+from lrmon.curve import PHASES, CurveConfig
+from lrmon.schedules._function import FunctionCurve
+from lrmon.schedules._protocol import CURVE_KEY, Curve, curve_name
+from lrmon.tags import lr_tags
 from lrmon._drawing import EVENT_COLORS, PHASE_COLORS, darker, mark_events, new_figure, png_bytes, save, shade_phases, x_limits
 from lrmon.runs import RunData, RunReadError
 
-__all__ = ["PREVIEW_SIZE", "PLOT_SIZE", "schedule_points", "schedule_summary", "plot_schedule", "plot_run", "run_png"]
+__all__ = ["PREVIEW_SIZE", "PLOT_SIZE", "planned_end", "schedule_points", "phase_spans", "describe_curve",
+           "schedule_summary", "plot_schedule", "plot_run", "run_png"]
 
 #: Default size of ``lrmon preview``'s PNG, in pixels (width, height).
 PREVIEW_SIZE = (1200, 650)
@@ -43,119 +47,151 @@ _MAX_CURVE_POINTS = 200_000
 
 
 # -- the planned schedule -------------------------------------------------------------------------------------
-def _lr_at(config: CurveConfig, steps: Any) -> np.ndarray:
+def _lr_at(config: Curve, steps: Any) -> np.ndarray:
     """LRs (float64, ``[len(steps), groups]``) from the curve's own vectorised code, compiled once per config."""
     steps = np.asarray(steps, np.int64)
     return np.asarray(_compiled_curve(config)(steps), np.float64).reshape(len(steps), config.num_groups)
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_curve(config: CurveConfig) -> Any:
+def _compiled_curve(config: Curve) -> Any:
     import jax
 
     return jax.jit(config.lr_at)  # one XLA program instead of one per primitive (eager mode)
 
 
-def schedule_points(config: CurveConfig, end: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, lrs)`` of the planned curve over steps ``0 .. end`` (default: ``total_steps`` plus 5 %).
+def planned_end(config: Curve) -> int:
+    """The last step a preview draws: the last event plus 5 % (at least 100 steps).
+
+    Raises:
+      ValueError: the curve's events are endless (``StepLR``, SGDR without an end): give the steps to draw.
+    """
+    last = max((step for _, step in config.events()), default=0)
+    return max(last + max(1, last // 20), 100)
+
+
+def schedule_points(config: Curve, end: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, lrs)`` of the planned curve over steps ``0 .. end`` (default: :func:`planned_end`).
 
     Every step when there are at most 200 000; otherwise an even grid plus every event step and phase boundary
     (a curve drawn on a screen cannot show more).
     """
-    if end is None:
-        end = config.total_steps + max(1, config.total_steps // 20)
+    end = planned_end(config) if end is None else end
     if end + 1 <= _MAX_CURVE_POINTS:
         steps = np.arange(end + 1, dtype=np.int64)
     else:
-        marks = [0, end, *config.event_steps().values(), config.warmup_steps, config.total_steps]
+        marks = [0, end, *(step for _, step in config.events(0, end + 1)),
+                 *(start for _, start, _ in phase_spans(config, 0, end))]
         grid = np.linspace(0, end, _MAX_CURVE_POINTS // 10, dtype=np.float64).round().astype(np.int64)
         steps = np.unique(np.concatenate([grid, np.asarray([m for m in marks if 0 <= m <= end], np.int64)]))
     return steps, _lr_at(config, steps)
+
+
+def phase_spans(config: Curve, low: float, high: float) -> list[tuple[int, float, float]]:
+    """``(phase, start, stop)`` of each run of one phase over steps ``low..high`` (the last run is open)."""
+    steps = np.arange(max(0, math.floor(low)), max(0, math.ceil(high)) + 1, dtype=np.int64)
+    if not len(steps):
+        return []
+    phases = np.asarray(config.phase_at(steps), np.int64)
+    starts = np.flatnonzero(np.diff(phases, prepend=-1))
+    bounds = [*steps[starts].tolist(), math.inf]
+    return [(int(phases[i]), max(float(a), low), min(float(b), high))
+            for i, a, b in zip(starts.tolist(), bounds[:-1], bounds[1:]) if min(b, high) > max(a, low)]
 
 
 def _format_lrs(lrs: Sequence[float]) -> str:
     return ", ".join(f"{lr:.6g}" for lr in lrs)
 
 
-def schedule_summary(config: CurveConfig) -> list[str]:
-    """The text summary ``lrmon preview`` prints: phases, LR at the key steps, events."""
-    W, T = config.warmup_steps, config.total_steps
-    groups = config.num_groups
-    # the LR at each event's step, named as the event is (the peak is the first step after warmup), and mid-cosine
-    key_steps = [(kind + (" (peak)" if step == W else ""), step) for kind, step in config.event_steps().items()]
-    key_steps += [("middle", T // 2), ("after", T + 1)]
+def describe_curve(config: Curve) -> str:
+    """One line naming the schedule and its configuration."""
+    groups = f" ({config.num_groups} parameter group{'s' if config.num_groups > 1 else ''})"
+    if isinstance(config, CurveConfig):
+        return (f"warmup + cosine schedule: base_lr {_format_lrs(config.base_lrs)}{groups}, "
+                f"warmup_start_lr {config.warmup_start_lr:g}, eta_min {config.eta_min:g}")
+    data = config.to_dict()
+    fields = {**{k: v for k, v in data.items() if k not in (CURVE_KEY, "args")}, **data.get("args", {})}
+    return f"{curve_name(config)} schedule{groups}: " + ", ".join(f"{k} {json.dumps(v)}" for k, v in fields.items())
+
+
+def schedule_summary(config: Curve, end: int | None = None) -> list[str]:
+    """The text summary ``lrmon preview`` prints: phases, LR at the key steps, events (steps ``0..end``)."""
+    end = planned_end(config) if end is None else end
+    events = config.events(0, end + 1)
+    last_event = max((step for _, step in events), default=end)
+    key_steps = [(kind, step) for kind, step in events] + [("middle", last_event // 2), ("after", end)]
     key_steps.sort(key=lambda item: item[1])  # stable: ties keep the event order
     lrs = _lr_at(config, np.asarray([step for _, step in key_steps]))
-    after_end = (f"LR holds {_format_lrs(lrs[-1])}" if np.array_equal(lrs[-1], lrs[-2]) else
-                 f"LR {_format_lrs(lrs[-2])} at step {T}, then {_format_lrs(lrs[-1])}")
-    key_steps, lrs = key_steps[:-1], lrs[:-1]
-    lines = [
-        f"warmup + cosine schedule: base_lr {_format_lrs(config.base_lrs)}"
-        f" ({groups} parameter group{'s' if groups > 1 else ''}), warmup_start_lr {config.warmup_start_lr:g},"
-        f" eta_min {config.eta_min:g}",
-        "phases:",
-        f"  warmup    {_span(0, W)}",
-        f"  cosine    {_span(W, T)}",
-        f"  past end  steps {T}.. ({after_end})",
-        "LR:",
-    ]
-    labels = [f"{label}, step {step}" for label, step in key_steps]
-    width = max(len(label) for label in labels)
-    lines += [f"  {label:<{width}}  {_format_lrs(lrs[i])}" for i, label in enumerate(labels)]
+    peak = float(_lr_at(config, np.arange(end + 1)).max()) if end < _MAX_CURVE_POINTS else config.peak_lr
+    lines = [describe_curve(config), "phases:"]
+    names = config.phases
+    width = max(len(name) for name in names) + 2
+    spans = phase_spans(config, 0, end)
+    for number, name in enumerate(names):
+        runs = [(int(a), b) for p, a, b in spans if p == number]
+        if not runs:
+            lines.append(f"  {name:<{width}}none (0 steps)")
+        elif runs[-1][1] >= end:
+            start = runs[-1][0]
+            after = _lr_at(config, np.asarray([start, end]))
+            holds = (f"LR holds {_format_lrs(after[1])}" if np.array_equal(after[0], after[1]) else
+                     f"LR {_format_lrs(after[0])} at step {start}, {_format_lrs(after[1])} at step {end}")
+            lines.append(f"  {name:<{width}}steps {start}.. ({holds})" if len(runs) == 1 else
+                         f"  {name:<{width}}{len(runs)} runs, the last from step {start} ({holds})")
+        else:
+            lines.append(f"  {name:<{width}}{_runs(runs)}")
+    lines.append("LR:")
+    rows = [(f"{label}{' (peak)' if label != 'after' and lrs[i].max() == peak else ''}, step {step}", lrs[i])
+            for i, (label, step) in enumerate(key_steps) if label != "after"]
+    label_width = max((len(label) for label, _ in rows), default=0)
+    lines += [f"  {label:<{label_width}}  {_format_lrs(lr)}" for label, lr in rows]
     lines.append("events:")
-    for kind, step in config.event_steps().items():
-        note = "  (only if training runs past total_steps)" if kind == "overrun" else ""
+    for kind, step in events:
+        note = "  (only if training runs past the end)" if kind == "overrun" else ""
         lines.append(f"  {kind:<13} step {step}{note}")
+    if not events:
+        lines.append("  none")
     return lines
 
 
-def _span(start: int, stop: int) -> str:
-    length = stop - start
-    if length <= 0:
-        return "none (0 steps)"
-    return f"steps {start}..{stop - 1} ({length} step{'s' if length > 1 else ''})"
+def _runs(runs: Sequence[tuple[int, float]]) -> str:
+    length = sum(int(b) - a for a, b in runs)
+    steps = f"{length} step{'s' if length > 1 else ''}"
+    if len(runs) == 1:
+        return f"steps {runs[0][0]}..{int(runs[0][1]) - 1} ({steps})"
+    return f"{len(runs)} runs from step {runs[0][0]} to {int(runs[-1][1]) - 1} ({steps})"
 
 
-def _config_spans(config: CurveConfig, low: float, high: float) -> list[tuple[int, float, float]]:
-    W, T = config.warmup_steps, config.total_steps
-    spans = [(0, 0.0, float(W)), (1, float(W), float(T)), (2, float(T), math.inf)]
-    return [(p, max(a, low), min(b, high)) for p, a, b in spans if min(b, high) > max(a, low)]
-
-
-def plot_schedule(config: CurveConfig, out: str | os.PathLike[str], *, size: tuple[int, int] = PREVIEW_SIZE,
-                  title: str | None = None) -> Path:
-    """Draw the planned curve with its phases shaded and its events marked and listed; save it to ``out``."""
-    steps, lrs = schedule_points(config)
+def plot_schedule(config: Curve, out: str | os.PathLike[str], *, size: tuple[int, int] = PREVIEW_SIZE,
+                  title: str | None = None, end: int | None = None) -> Path:
+    """Draw the planned curve (steps ``0..end``) with its phases shaded and its events marked and listed."""
+    steps, lrs = schedule_points(config, end)
     figure = new_figure(size)
     grid = figure.add_gridspec(1, 2, width_ratios=[3.2, 1])
     ax = figure.add_subplot(grid[0, 0])
     side = figure.add_subplot(grid[0, 1])
-    end = float(steps[-1])
-    shade_phases(ax, _config_spans(config, 0.0, end))
-    for g in range(config.num_groups):
-        label = "lr" if config.num_groups == 1 else f"lr/pg{g}"
-        ax.plot(steps, lrs[:, g], lw=2, label=label, zorder=2)
-    ax.set_xlim(*x_limits(0.0, end))
+    last = float(steps[-1])
+    spans = phase_spans(config, 0.0, last)
+    shade_phases(ax, spans, config.phases)
+    for g, tag in enumerate(lr_tags(config.num_groups)):
+        ax.plot(steps, lrs[:, g], lw=2, label=tag, zorder=2)
+    ax.set_xlim(*x_limits(0.0, last))
     ax.set_ylim(bottom=min(0.0, float(lrs.min())), top=float(lrs.max()) * 1.35 if lrs.max() > 0 else 1.0)
-    events = config.event_steps()
-    event_lrs = _lr_at(config, np.asarray(list(events.values())))
-    for i, (kind, step) in enumerate(events.items()):
+    events = config.events(0, int(last) + 1)
+    event_lrs = _lr_at(config, np.asarray([step for _, step in events], np.int64))
+    for i, (kind, step) in enumerate(events):
         ax.plot([step] * config.num_groups, event_lrs[i], "o", ms=5, color=EVENT_COLORS.get(kind, "#444444"),
                 zorder=4)
-    mark_events(ax, [(step, kind) for kind, step in events.items()])
+    mark_events(ax, [(step, kind) for kind, step in events])
     ax.set_xlabel("step (the train step that uses the LR)")
     ax.set_ylabel("learning rate")
-    ax.set_title(title or "planned LR schedule (warmup + cosine)")
+    ax.set_title(title or f"planned LR schedule ({curve_name(config)})")
     ax.grid(alpha=0.3)
     ax.legend(loc="center right", fontsize=9)
     side.axis("off")
     text = ["events        step  lr"] + [f"{kind:<13} {step:>5}  {_format_lrs(event_lrs[i])}"
-                                          for i, (kind, step) in enumerate(events.items())]
-    text += ["", "phases", f"  warmup    {config.warmup_steps} steps",
-             f"  cosine    {config.total_steps - config.warmup_steps} steps",
-             f"  past end  from step {config.total_steps}", "",
-             f"base_lr {_format_lrs(config.base_lrs)}", f"warmup_start_lr {config.warmup_start_lr:g}",
-             f"eta_min {config.eta_min:g}"]
+                                          for i, (kind, step) in enumerate(events[:40])]
+    text += ["", "phases"] + [f"  {config.phases[p]:<10} from step {int(a)}" for p, a, _ in spans[:20]]
     side.text(0.0, 1.0, "\n".join(text), va="top", ha="left", family="monospace", fontsize=8.5,
               transform=side.transAxes)
     return save(figure, out)
@@ -164,8 +200,8 @@ def plot_schedule(config: CurveConfig, out: str | os.PathLike[str], *, size: tup
 # -- logged runs ----------------------------------------------------------------------------------------------
 def _phase_spans(data: RunData, low: float, high: float) -> list[tuple[int, float, float]]:
     """Phase spans from the recorded configuration, else from the ``lrmon/phase`` series."""
-    if data.config is not None:
-        return _config_spans(data.config, low, high)
+    if data.config is not None and not isinstance(data.config, FunctionCurve):
+        return phase_spans(data.config, low, high)
     if data.phase is None or len(data.phase[0]) == 0:
         return []
     steps, values = data.phase
@@ -210,8 +246,9 @@ def _draw_run(data: RunData, size: tuple[int, int], title: str | None) -> Any:
         high = low + 1
     spans = _phase_spans(data, low, high)
     event_marks = [(step, kind) for step, kind, _ in data.events if low <= step <= high]
+    names = PHASES if data.config is None else data.config.phases
     for ax, with_labels in ((ax_lr, True), (ax_loss, False)):
-        shade_phases(ax, spans, labels=with_labels)
+        shade_phases(ax, spans, names, labels=with_labels)
         ax.set_xlim(*x_limits(low, high))
         ax.grid(alpha=0.3)
     for tag, (steps, values) in data.lrs.items():
@@ -238,7 +275,7 @@ def _draw_run(data: RunData, size: tuple[int, int], title: str | None) -> Any:
         for phase in sorted(set(phases.tolist())):
             chosen = phases == phase
             ax_xy.scatter(xs[chosen], ys[chosen], s=9, color=darker(PHASE_COLORS.get(phase, "#888888")),
-                          label=PHASE_NAMES.get(phase, "unknown"), zorder=2)
+                          label=names[phase] if 0 <= phase < len(names) else "unknown", zorder=2)
         if len(common):
             ax_xy.annotate("start", (xs[0], ys[0]), fontsize=8, xytext=(4, 4), textcoords="offset points")
             ax_xy.annotate("last", (xs[-1], ys[-1]), fontsize=8, xytext=(4, -10), textcoords="offset points")

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from lrmon.curve import CurveConfig
+from lrmon.schedules._protocol import Curve, differing_fields
 from lrmon.schedule import ConfigMismatchError
 from lrmon.state import MAX_STEP, MonitorState, StateError, read_state, state_from_dict
 
@@ -36,7 +36,7 @@ class Resumed:
         return None if last is None else min(last, self.step - 1)
 
 
-def load_resume(source: Any, resume_step: int | None, config: CurveConfig, allow_config_change: bool) -> Resumed:
+def load_resume(source: Any, resume_step: int | None, config: Curve, allow_config_change: bool) -> Resumed:
     """The state of ``source`` (see ``LRMonitor(resume_from=...)``) at ``resume_step`` (default: its step).
 
     Raises ``ConfigMismatchError`` if the saved configuration differs from ``config`` (unless
@@ -52,7 +52,7 @@ def load_resume(source: Any, resume_step: int | None, config: CurveConfig, allow
         state, origin = state_from_dict(source, source="the state dict"), "a state dict"
     else:
         state, origin = read_state(source), os.fspath(source)
-    differing = state.config.differing_fields(config)
+    differing = differing_fields(state.config, config)
     if differing and not allow_config_change:
         raise ConfigMismatchError(differing, state.config, config)
     step = state.step if resume_step is None else resume_step

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lrmon.curve import ConfigFields, CurveConfig
+from lrmon.schedules._protocol import CURVE_KEY, Curve, curve_from_dict
 
 __all__ = ["RunData", "RunReadError", "find_run", "read_run", "config_from_mapping", "config_from_text",
            "dedupe_events"]
@@ -40,7 +41,7 @@ class RunData:
     loss: tuple[np.ndarray, np.ndarray] | None
     phase: tuple[np.ndarray, np.ndarray] | None
     events: list[tuple[int, str, str]]
-    config: CurveConfig | None
+    config: Curve | None
     loss_tag: str = "loss"
 
 
@@ -104,7 +105,7 @@ def read_run(path: str | os.PathLike[str], *, loss_tag: str = "loss") -> RunData
     return read_wandb_run(directory, loss_tag=loss_tag)
 
 
-def config_from_text(text: str) -> CurveConfig | None:
+def config_from_text(text: str) -> Curve | None:
     """The schedule configuration in a recorded configuration text (JSON, maybe in a Markdown code fence)."""
     text = text.strip().removeprefix("```json").removesuffix("```").strip()
     try:
@@ -113,7 +114,11 @@ def config_from_text(text: str) -> CurveConfig | None:
         return None
 
 
-def config_from_mapping(data: Any) -> CurveConfig | None:
+#: Keys the monitor adds to the schedule's ``to_dict()`` in a run's recorded configuration.
+_MONITOR_KEYS = ("schedule", "log_every")
+
+
+def config_from_mapping(data: Any) -> Curve | None:
     """The schedule configuration in a run's recorded configuration (the monitor's flat dict, W&B's ``{"value":
     ...}`` form, or a clu writer's flattened ``base_lrs/<i>`` keys), or ``None`` if it holds none."""
     if not isinstance(data, Mapping):
@@ -125,6 +130,8 @@ def config_from_mapping(data: Any) -> CurveConfig | None:
                       if re.fullmatch(r"base_lrs/\d+", str(key)))
         data = {**data, "base_lrs": [value for _, value in flat]} if flat else data
     try:
+        if CURVE_KEY in data:  # another schedule: its to_dict() beside the monitor's own keys
+            return curve_from_dict({key: value for key, value in data.items() if key not in _MONITOR_KEYS})
         return CurveConfig.from_dict({name: data[name] for name in ConfigFields.__struct_fields__ if name in data})
     except ValueError:
         return None

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from lrmon._state_schema import STATE_VERSION, SchemaError, read_schedule_state, schedule_state_dict
 from lrmon._validation import check_step_count
 from lrmon.curve import CurveConfig
+from lrmon.schedules._protocol import Curve, differing_fields, field_value
 
 __all__ = ["WarmupCosineSchedule", "ConfigMismatchError", "SCHEDULE_STATE_VERSION"]
 
@@ -47,9 +48,10 @@ def _config_field(name: str, doc: str) -> property:
 class ConfigMismatchError(ValueError):
     """A saved state's configuration differs from the schedule it is loaded into; ``fields`` names the fields."""
 
-    def __init__(self, fields: Sequence[str], saved: CurveConfig, current: CurveConfig) -> None:
+    def __init__(self, fields: Sequence[str], saved: Curve, current: Curve) -> None:
         self.fields = list(fields)
-        details = ", ".join(f"{f}: saved {getattr(saved, f)!r} != current {getattr(current, f)!r}" for f in fields)
+        details = ", ".join(f"{f}: saved {field_value(saved, f)!r} != current {field_value(current, f)!r}"
+                            for f in fields)
         super().__init__(
             f"saved schedule configuration differs in {self.fields} ({details}); "
             "pass allow_config_change=True to keep the current configuration and continue from the saved step"
@@ -218,7 +220,7 @@ class WarmupCosineSchedule(_scheduler_base()):
             saved, last_epoch = read_schedule_state(state_dict)
         except SchemaError as error:
             raise ValueError(f"malformed state_dict: {error}") from None
-        differing = saved.differing_fields(self._config)
+        differing = differing_fields(saved, self._config)
         if differing and not allow_config_change:
             raise ConfigMismatchError(differing, saved, self._config)
         self.step(last_epoch)

@@ -1,8 +1,14 @@
-"""Reading a schedule object the monitor is handed: lrmon's own, or braintools' ``WarmupCosineSchedule``.
+"""Reading a schedule object the monitor is handed: its curve, the step it is at, and who moves it.
 
-The monitor needs three things from a schedule: its :class:`~lrmon.curve.CurveConfig`, the step it is at, and
-whether an optimizer reads the schedule's stepped state (braintools' protocol) — in which case the monitor must
-step the schedule itself once per train step, and record the LR that the schedule holds for the optimizer.
+Three roles, decided by the schedule's kind:
+
+* **pure**: an :mod:`lrmon.schedules.optax` schedule, a plain optax schedule function, or a warmup + cosine
+  schedule no optimizer has bound: the LR of step ``t`` is the curve at ``t`` (what optax applies at count ``t``);
+* **stepped**: a braintools scheduler (or a warmup + cosine schedule bound by a braintools optimizer with
+  ``lr=schedule``): the optimizer reads the schedule's ``current_lrs``, so the monitor steps it once per train step
+  and records the LR it holds;
+* **observed**: braintools' ``ReduceLROnPlateau``: the user steps it with a metric; the monitor records the LR it
+  holds and observes its cuts (:mod:`lrmon.plateau`).
 """
 
 from __future__ import annotations
@@ -12,34 +18,52 @@ from typing import Any
 import jax
 
 from lrmon.curve import CurveConfig
+from lrmon.schedules._function import FunctionCurve
+from lrmon.schedules._protocol import Curve
 
-__all__ = ["curve_config_of", "current_step_of", "drives_an_optimizer", "step_driven_schedule"]
+__all__ = ["curve_of", "current_step_of", "drives_an_optimizer", "is_observed", "step_driven_schedule",
+           "move_to_step"]
 
-_CONFIG_ATTRIBUTES = ("warmup_steps", "total_steps", "warmup_start_lr", "eta_min")
+_WARMUP_COSINE = "WarmupCosineSchedule"
 
 
-def curve_config_of(schedule: Any) -> CurveConfig:
-    """The configuration of an lrmon or braintools ``WarmupCosineSchedule``; ``TypeError`` for anything else."""
+def curve_of(schedule: Any) -> Curve:
+    """The curve of a schedule the monitor supports; ``TypeError`` naming what it accepts for anything else."""
     config = getattr(schedule, "config", None)
     if isinstance(config, CurveConfig):
         return config
-    if type(schedule).__name__ == "WarmupCosineSchedule" and all(hasattr(schedule, a) for a in _CONFIG_ATTRIBUTES):
-        return CurveConfig(list(schedule.base_lrs), *(getattr(schedule, a) for a in _CONFIG_ATTRIBUTES))
+    if _is_braintools_scheduler(schedule):
+        from lrmon.schedules.braintools import curve_of as braintools_curve
+
+        return braintools_curve(schedule)
+    if isinstance(schedule, Curve):
+        return schedule
+    if callable(schedule):
+        return FunctionCurve.of(schedule)
     raise TypeError(
-        "schedule must be an lrmon.WarmupCosineSchedule or a braintools.optim.WarmupCosineSchedule, "
-        f"got {type(schedule).__name__}"
+        "schedule must be an lrmon.WarmupCosineSchedule, a schedule of lrmon.schedules.optax, an optax schedule "
+        f"function or a braintools.optim scheduler, got {type(schedule).__name__}"
     )
 
 
 def current_step_of(schedule: Any) -> int:
-    """The schedule's ``last_epoch`` as a Python int (reads the device once if it lives there)."""
-    value = schedule.last_epoch.value
-    return int(jax.device_get(value))
+    """The step a stepped schedule is at (its ``last_epoch``, read once); 0 for pure and observed schedules."""
+    if is_observed(schedule) or not hasattr(schedule, "last_epoch"):
+        return 0
+    return int(jax.device_get(schedule.last_epoch.value))
+
+
+def is_observed(schedule: Any) -> bool:
+    """True for a schedule whose LR depends on a metric (braintools' ``ReduceLROnPlateau``)."""
+    return type(schedule).__name__ == "ReduceLROnPlateau" and _is_braintools_scheduler(schedule)
 
 
 def drives_an_optimizer(schedule: Any) -> bool:
-    """True when a braintools optimizer reads the schedule's stepped state (it was bound with ``lr=schedule``)."""
-    return getattr(schedule, "optimizer", None) is not None
+    """True when an optimizer reads the schedule's stepped state: a braintools scheduler (a warmup + cosine one
+    once an optimizer has bound it with ``lr=schedule``); never for an observed one, which the user steps."""
+    if not _is_braintools_scheduler(schedule) or is_observed(schedule):
+        return False
+    return type(schedule).__name__ != _WARMUP_COSINE or getattr(schedule, "optimizer", None) is not None
 
 
 def step_driven_schedule(schedule: Any, t: int) -> None:
@@ -51,3 +75,14 @@ def step_driven_schedule(schedule: Any, t: int) -> None:
             "do not also call schedule.step() yourself"
         )
     schedule.step()
+
+
+def move_to_step(schedule: Any, step: int) -> None:
+    """Put a schedule that holds a step at ``step`` (resume); pure curves and observed schedules hold none."""
+    if _is_braintools_scheduler(schedule) and not is_observed(schedule):
+        schedule.step(step)
+
+
+def _is_braintools_scheduler(schedule: Any) -> bool:
+    """A braintools ``LRScheduler`` (lrmon's ``WarmupCosineSchedule`` included), recognised by its protocol."""
+    return all(hasattr(schedule, name) for name in ("current_lrs", "last_epoch", "base_lrs", "step"))

@@ -25,6 +25,8 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from lrmon.curve import PHASES
+
 __all__ = ["Series", "ScalarBatch", "Event", "RunInfo", "Sink", "TextSink", "MemorySink", "iter_rows"]
 
 
@@ -43,7 +45,8 @@ ScalarBatch = Mapping[str, Series]
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    """A schedule event at ``step``: ``kind`` is one of ``lrmon.EVENT_KINDS``, ``resume`` or ``thinned``.
+    """A schedule event at ``step``: ``kind`` is one of the schedule's events (warmup + cosine:
+    ``lrmon.EVENT_KINDS``), an observed cut (``lr_reduced_<n>``), ``resume`` or ``thinned``.
 
     ``lrs`` holds the LR of each group at that step; ``detail`` is a human-readable line.
     """
@@ -65,7 +68,8 @@ class RunInfo:
     ``start_step`` is 0 on a fresh run and the step training resumes from after a resume (records at steps
     ``>= start_step`` from an earlier attempt must be superseded, e.g. TensorBoard's ``purge_step``).
     ``config`` is the schedule's and the monitor's configuration as plain data; ``lr_tags`` the LR tags in group
-    order. The monitor opens sinks on JAX process 0 only, so a sink just writes. ``previous`` is this sink's entry
+    order; ``phases`` the schedule's phase names (the ``lrmon/phase`` scalar is an index into them). The monitor
+    opens sinks on JAX process 0 only, so a sink just writes. ``previous`` is this sink's entry
     in the state the run resumed from (its ``identity()`` then, e.g. the W&B run id, and ``holds_steps_below``:
     the step below which it held every record), empty on a fresh run. ``in_step_order`` says that records come
     in step order (see the module docstring): the monitor's do; a sink shared by several producers (the clu
@@ -76,6 +80,7 @@ class RunInfo:
     config: Mapping[str, Any]
     lr_tags: tuple[str, ...]
     resumed: bool = False
+    phases: tuple[str, ...] = PHASES
     previous: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     in_step_order: bool = True
 

@@ -62,7 +62,7 @@ def batches(config: lrmon.CurveConfig, start: int, stop: int, size: int = 64) ->
 
 def events(config: lrmon.CurveConfig, stop: int) -> list[Event]:
     """The schedule's events at steps below ``stop``, in step order."""
-    due = sorted((step, kind) for kind, step in config.event_steps().items() if step < stop)
+    due = sorted((step, kind) for kind, step in config.events() if step < stop)
     table = lr_table(config)
     return [Event(step, kind, tuple(table[step].tolist()), f"{kind} at step {step}") for step, kind in due]
 

@@ -103,7 +103,7 @@ def test_preview_writes_the_schedule_png_and_prints_a_summary(tmp_path, capsys):
                                key_steps, lrs):
         line = next(line for line in stdout.splitlines() if f"{label}, step {step} " in line)
         assert float(line.split()[-1]) == pytest.approx(float(lr), rel=1e-5)
-    for kind, step in CurveConfig(1e-3, 100, 1000, 0.0, 1e-5).event_steps().items():
+    for kind, step in CurveConfig(1e-3, 100, 1000, 0.0, 1e-5).events():
         assert any(line.split()[:3] == [kind, "step", str(step)] for line in stdout.splitlines()), kind
     assert f"wrote {out} (1200x650 px)" in stdout
 
@@ -185,7 +185,7 @@ def test_plot_draws_lr_and_loss_of_a_logged_run(runs, kind):
     assert_picture(out, 1400, 800)
     stdout = result.stdout
     assert f"1 LR series ({RUN_STEPS} points), {RUN_STEPS} 'loss' points, 5 events" in stdout
-    for kind_, step in CurveConfig(0.1, WARMUP, TOTAL).event_steps().items():
+    for kind_, step in CurveConfig(0.1, WARMUP, TOTAL).events():
         assert f"event {kind_} at step {step}: {kind_} at step {step} (lr " in stdout
 
 
@@ -202,7 +202,7 @@ def test_plot_reads_the_run_it_is_given(runs):
     np.testing.assert_array_equal(steps, np.arange(RUN_STEPS))
     np.testing.assert_allclose(lrs, np.asarray(data.config.lr_at(steps))[:, 0], rtol=1e-6, atol=1e-9)
     assert [(step, kind) for step, kind, _ in data.events] == sorted(
-        (step, kind) for kind, step in data.config.event_steps().items())
+        (step, kind) for kind, step in data.config.events())
 
 
 @pytest.mark.parametrize("make, problem", [

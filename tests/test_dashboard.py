@@ -158,7 +158,7 @@ def test_tensorboard_shows_lr_loss_events_charts_and_the_figure(tmp_path):
         assert imread(io.BytesIO(last), format="png").shape == (FIGURE_SIZE[1], FIGURE_SIZE[0], 4)
 
         texts = get_json(f"{base}/data/plugin/text/tags")
-        assert {f"lrmon/events/{kind}" for kind in CONFIG.event_steps()} <= set(texts[RUN])
+        assert {f"lrmon/events/{kind}" for kind, _ in CONFIG.events()} <= set(texts[RUN])
     finally:
         stop(server)
     assert server.returncode is not None

@@ -123,7 +123,7 @@ def check_run(name: str, logdir: Path, records: dict, metrics: tuple[str, ...] =
     assert loss[-10:, 1].mean() < loss[:10, 1].mean()  # it trained
     for kind in SCHEDULE_EVENTS:
         steps = {step for step, _ in texts[f"lrmon/events/{kind}"]}
-        assert steps == {config.event_steps()[kind]}, (kind, texts[f"lrmon/events/{kind}"])
+        assert steps == {dict(config.events())[kind]}, (kind, texts[f"lrmon/events/{kind}"])
     if resumed_at is not None:
         assert [step for step, _ in texts["lrmon/events/resume"]] == [resumed_at]
     else:

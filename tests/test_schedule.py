@@ -223,9 +223,9 @@ def test_edge_configurations(cfg):
 def test_phases_and_events_follow_the_step_convention():
     cfg = CurveConfig(0.1, 3, 8)
     np.testing.assert_array_equal(cfg.phase_at(np.arange(10)), [0, 0, 0, 1, 1, 1, 1, 1, 2, 2])
-    assert cfg.event_steps() == {"warmup_start": 0, "warmup_end": 2, "cosine_start": 3, "end": 7, "overrun": 8}
-    assert CurveConfig(0.1, 0, 5).event_steps() == {"cosine_start": 0, "end": 4, "overrun": 5}
-    assert CurveConfig(0.1, 5, 5).event_steps() == {"warmup_start": 0, "warmup_end": 4, "end": 4, "overrun": 5}
+    assert dict(cfg.events()) == {"warmup_start": 0, "warmup_end": 2, "cosine_start": 3, "end": 7, "overrun": 8}
+    assert dict(CurveConfig(0.1, 0, 5).events()) == {"cosine_start": 0, "end": 4, "overrun": 5}
+    assert dict(CurveConfig(0.1, 5, 5).events()) == {"warmup_start": 0, "warmup_end": 4, "end": 4, "overrun": 5}
 
 
 # ---------------------------------------------------------------------------------------------------------------
