@@ -194,6 +194,11 @@ def check_state(data: Mapping[str, Any]) -> dict[str, Any]:
         raise SchemaError("field 'emitted_events' must be a sequence in emission order, got a set")
     fields = convert(data, StateFields)
     check_config(fields.config, "field 'config'")
+    if CURVE_KEY not in fields.config:  # warmup + cosine: its own event kinds only
+        for index, (kind, _) in enumerate(fields.emitted_events):
+            if kind not in STATE_EVENT_KINDS:
+                raise SchemaError(f"field 'emitted_events'[{index}][0]: invalid enum value {kind!r} "
+                                  f"([kind, step] pairs, kind one of {', '.join(STATE_EVENT_KINDS)})")
     for index, (_, step) in enumerate(fields.emitted_events):
         _check_at_most_step(f"field 'emitted_events'[{index}] step", step, fields.step)
     _check_at_most_step("field 'last_logged_step'", fields.last_logged_step, fields.step)

@@ -161,11 +161,6 @@ def _preview_curve(args: argparse.Namespace) -> Any:
             return curve_from_dict({CURVE_KEY: args.schedule, "args": args.args or {}})
         except (TypeError, ValueError) as error:
             raise UsageError(f"invalid schedule: {error}") from None
-    missing = [flag for flag, value in (("--base-lr", args.base_lr), ("--warmup-steps", args.warmup_steps),
-                                        ("--total-steps", args.total_steps)) if value is None]
-    if missing:
-        raise UsageError(f"the following arguments are required: {', '.join(missing)} "
-                         "(or --schedule NAME --args JSON)")
     base_lrs = args.base_lr[0] if len(args.base_lr) == 1 else list(args.base_lr)
     try:
         return CurveConfig(base_lrs, args.warmup_steps, args.total_steps, args.warmup_start_lr, args.eta_min)
@@ -220,6 +215,7 @@ def _phase_description(state: MonitorState) -> str:
         return "phases unknown: a plain schedule function"
     phase = config.phases[int(config.phase_at(step))]
     if isinstance(config, CurveConfig):
+        phase = "past the end" if step >= config.total_steps else phase
         return f"{phase}, {100.0 * step / config.total_steps:.1f}% of total_steps"
     return phase
 
@@ -273,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = f"lrmon {args.command}"
+    if args.command == "preview" and args.schedule is None and not args.list:
+        missing = [flag for flag, value in (("--base-lr", args.base_lr), ("--warmup-steps", args.warmup_steps),
+                                            ("--total-steps", args.total_steps)) if value is None]
+        if missing:
+            parser.error(f"the following arguments are required: {', '.join(missing)} "
+                         "(or --schedule NAME --args JSON)")
     try:
         return args.handler(args)
     except UsageError as error:

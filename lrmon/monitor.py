@@ -49,6 +49,8 @@ __all__ = ["LRMonitor"]
 
 #: Seconds ``close()`` waits for the sinks to finish what is queued before giving up on them.
 _CLOSE_TIMEOUT_S = 300.0
+#: What one ``step()`` counts (``LRMonitor(step_axis=...)``).
+_STEP_AXES = ("train", "optimizer")
 
 
 class LRMonitor:
@@ -83,6 +85,9 @@ class LRMonitor:
         schedule keeps its own configuration); otherwise :class:`~lrmon.ConfigMismatchError` names the fields.
       group_names: one name per parameter group: the LRs are then logged as ``lr/<name>`` (default ``lr`` for one
         group, ``lr/pg<i>`` for several).
+      step_axis: what one :meth:`step` is, recorded in the run configuration: ``"train"`` (a train step), or
+        ``"optimizer"`` (an applied update, e.g. under ``optax.MultiSteps`` gradient accumulation, where the
+        schedule advances once per ``k`` micro-steps: call :meth:`step` once per update).
 
     A schedule at ``last_epoch=N`` with no ``resume_from`` starts at step ``N`` and emits no event of an earlier
     step. State saves run off the training thread (:mod:`lrmon.saving`: the resume invariant); a tracker or disk
@@ -105,7 +110,10 @@ class LRMonitor:
         resume_step: int | None = None,
         allow_config_change: bool = False,
         group_names: Sequence[str] | None = None,
+        step_axis: str = "train",
     ) -> None:
+        if step_axis not in _STEP_AXES:
+            raise ValueError(f"step_axis must be one of {_STEP_AXES}, got {step_axis!r}")
         self.schedule = schedule
         self.config: Curve = curve_of(schedule)
         self.log_every = check_step_count("log_every", log_every, minimum=1)
@@ -139,7 +147,8 @@ class LRMonitor:
         self._saver = StateSaver(self._courier, list(sinks), None if state_dir is None else Path(state_dir),
                                  None if resumed is None else resumed.state.trackers)
         if self._writes:  # sinks are opened, written, flushed and closed on process 0 only
-            config = {"schedule": type(schedule).__name__, **self.config.to_dict(), "log_every": self.log_every}
+            config = {"schedule": type(schedule).__name__, **self.config.to_dict(), "log_every": self.log_every,
+                      **({} if step_axis == "train" else {"step_axis": step_axis})}
             self._saver.open_sinks(RunInfo(self._books.start_step, config, self.lr_tags, resumed=resumed is not None,
                                            phases=tuple(self.config.phases)))
         self._plateau = None if not is_observed(schedule) else PlateauObserver(schedule, sum(

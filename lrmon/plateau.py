@@ -1,8 +1,17 @@
 """Observing a metric-driven schedule (braintools' ``ReduceLROnPlateau``): its LR cuts and its state.
 
 Its LR is not a function of the step, so its cuts cannot be planned: the monitor observes them. The user calls
-``plateau.step(metric)`` (after ``monitor.step()`` of the train step that ends the epoch); the scheduler then holds
-a new list of LRs. :meth:`PlateauObserver.check` notices the new list by identity (no device read on the other
+``plateau.step(metric)`` at the top of the train step that first uses the new LR (when a new epoch starts,
+before that step's update and its ``monitor.step()``)::
+
+    for t in range(monitor.step_count, total):
+        if t and t % steps_per_epoch == 0:
+            plateau.step(validation_loss)
+        ...train step t with the LR plateau holds...
+        monitor.step(loss=loss)
+
+so the state saved for step ``t`` (taken when step ``t - 1`` ends) holds the scheduler before that call, and a
+resumed loop makes the call again at ``t``. The scheduler then holds a new list of LRs. :meth:`PlateauObserver.check` notices the new list by identity (no device read on the other
 steps), reads it once, and reports a cut when an LR fell: the event ``lr_reduced_<n>`` (numbered from 1 over the
 run) at the first train step that uses the new LR, with the old and new LRs. The scheduler's state (best metric,
 counters, LRs) is part of the monitor's state (``schedule_state``), so a resumed run cuts where it would have.

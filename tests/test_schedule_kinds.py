@@ -1,0 +1,209 @@
+"""The monitor on every kind of schedule: optax curves, plain optax functions, braintools schedulers, a plateau
+schedule (observed cuts, through SIGKILL and resume), injected hyperparameters, named parameter groups."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lrmon
+from _trackers import accumulator
+from lrmon.hyperparams import injected_hyperparams
+from lrmon.schedules import optax as lo
+
+WORKER = Path(__file__).parent / "_resume" / "plateau_worker.py"
+
+
+def run_optax(schedule, steps, *, start=0, resume_from=None, tx_factory=optax.sgd):
+    """An optax SGD loop on w (grad 1) monitored into a MemorySink: (sink, applied LRs, monitor state)."""
+    memory = lrmon.MemorySink()
+    monitor = lrmon.LRMonitor(schedule, [memory], flush_every=7, resume_from=resume_from)
+    tx = optax.inject_hyperparams(tx_factory)(learning_rate=schedule)
+    params = {"w": jnp.zeros(())}
+    state = tx.init(params)
+    state = state._replace(count=jnp.asarray(start, jnp.int32))
+    applied = []
+    for _ in range(start, steps):
+        updates, state = tx.update({"w": jnp.ones(())}, state, params)
+        applied.append(-float(updates["w"]))
+        monitor.step(loss=1.0)
+    saved = monitor.state_dict()
+    monitor.close()
+    return memory, np.asarray(applied), saved
+
+
+CURVES = {
+    "sgdr": lambda: lo.sgdr_schedule([dict(init_value=0.0, peak_value=1e-2, warmup_steps=5, decay_steps=20,
+                                           end_value=1e-4)] * 3),
+    "piecewise": lambda: lo.piecewise_constant_schedule(0.1, {10: 0.5, 30: 0.1}),
+    "onecycle": lambda: lo.cosine_onecycle_schedule(60, 0.05),
+    "joined": lambda: lo.join_schedules([lo.constant_schedule(0.01), lo.linear_schedule(0.01, 0.0, 30)], [15]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CURVES))
+def test_optax_curves_log_the_applied_lr_and_each_event_once_and_resume_bit_for_bit(name):
+    schedule, steps = CURVES[name](), 70
+    full, applied, _ = run_optax(schedule, steps)
+    lrs = [lr for _, lr in full.scalars["lr"]]
+    assert [t for t, _ in full.scalars["lr"]] == list(range(steps))
+    # the logged LR is the LR the update applied, and optax's own schedule's, within float32 rounding (optax
+    # evaluates its own compiled copy of the curve, which XLA may fuse differently)
+    tolerance = dict(rtol=2e-6, atol=1e-7 * max(applied))
+    np.testing.assert_allclose(lrs, applied, **tolerance)
+    reference = optax_reference(name)
+    np.testing.assert_allclose(lrs, [float(reference(t)) for t in range(steps)], **tolerance)
+    planned = sorted((step, kind) for kind, step in schedule.events(0, steps))  # ties: by kind
+    assert full.events == planned and len(planned) == len(set(k for _, k in planned)) > 0
+    first, _, state = run_optax(schedule, 33)
+    rest, _, _ = run_optax(schedule, steps, start=33, resume_from=state)
+    assert first.scalars["lr"] + rest.scalars["lr"] == full.scalars["lr"]  # bit for bit
+    assert first.events + [e for e in rest.events if e[1] != "resume"] == full.events
+
+
+def optax_reference(name):
+    """optax's own schedule for CURVES[name]."""
+    return {
+        "sgdr": lambda: optax.sgdr_schedule([dict(init_value=0.0, peak_value=1e-2, warmup_steps=5, decay_steps=20,
+                                                  end_value=1e-4)] * 3),
+        "piecewise": lambda: optax.piecewise_constant_schedule(0.1, {10: 0.5, 30: 0.1}),
+        "onecycle": lambda: optax.cosine_onecycle_schedule(60, 0.05),
+        "joined": lambda: optax.join_schedules([optax.constant_schedule(0.01), optax.linear_schedule(0.01, 0.0, 30)],
+                                               [15]),
+    }[name]()
+
+
+def test_a_resume_refuses_another_schedule_and_names_the_differing_argument():
+    _, _, state = run_optax(CURVES["piecewise"](), 12)
+    with pytest.raises(lrmon.ConfigMismatchError, match="curve"):
+        lrmon.LRMonitor(CURVES["sgdr"](), resume_from=state)
+    other = lo.piecewise_constant_schedule(0.2, {10: 0.5, 30: 0.1})
+    with pytest.raises(lrmon.ConfigMismatchError, match="init_value"):
+        lrmon.LRMonitor(other, resume_from=state)
+
+
+def test_a_plain_optax_function_is_logged_by_evaluation_without_events():
+    fn = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 10, 50)
+    memory, applied, state = run_optax(fn, 40)
+    np.testing.assert_allclose([lr for _, lr in memory.scalars["lr"]], applied, rtol=2e-6, atol=1e-9)
+    assert memory.events == [] and memory.info.phases == ("schedule",)
+    assert state["config"] == {"curve": "function", "name": f"{fn.__module__}.{fn.__qualname__}"}
+
+
+def test_injected_hyperparameters_are_the_values_the_update_applied_host_and_scan():
+    wd = optax.linear_schedule(1e-2, 0.0, 20)
+    tx = optax.inject_hyperparams(optax.adamw)(learning_rate=lo.constant_schedule(1e-3), weight_decay=wd, b1=0.8)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    memory = lrmon.MemorySink()
+    monitor = lrmon.LRMonitor(lo.constant_schedule(1e-3), [memory])
+    for _ in range(25):
+        _, state = tx.update({"w": jnp.ones(3)}, state, params)
+        monitor.step(**injected_hyperparams(state))
+    monitor.close()
+    assert [v for _, v in memory.scalars["hparams/weight_decay"]] == pytest.approx(
+        [float(wd(t)) for t in range(25)], rel=1e-6, abs=1e-9)
+    assert [v for _, v in memory.scalars["hparams/b1"]] == pytest.approx([0.8] * 25)
+    assert "hparams/learning_rate" not in memory.scalars
+
+    scanned = lrmon.MemorySink()
+    monitor = lrmon.LRMonitor(lo.constant_schedule(1e-3), [scanned])
+    buffer = monitor.graph_buffer(["hparams/weight_decay", "hparams/b1", "hparams/eps", "hparams/eps_root",
+                                   "hparams/b2"])
+
+    def body(carry, _):
+        state, buffer = carry
+        step = state.count
+        _, state = tx.update({"w": jnp.ones(3)}, state, params)
+        return (state, monitor.graph_record(buffer, step, **injected_hyperparams(state))), None
+
+    (state, buffer), _ = jax.lax.scan(body, (tx.init(params), buffer), length=25)
+    monitor.graph_drain(buffer)
+    monitor.close()
+    assert [t for t, _ in scanned.scalars["hparams/weight_decay"]] == list(range(25))
+    assert [v for _, v in scanned.scalars["hparams/weight_decay"]] == pytest.approx(  # compiled: within an ulp
+        [float(wd(t)) for t in range(25)], rel=1e-6, abs=1e-9)
+    with pytest.raises(ValueError, match="inject_hyperparams"):
+        injected_hyperparams(optax.sgd(0.1).init(params))
+
+
+def test_named_parameter_groups_and_the_optimizer_step_axis():
+    memory = lrmon.MemorySink()
+    schedule = lrmon.WarmupCosineSchedule([0.1, 0.01], 2, 10)
+    with lrmon.LRMonitor(schedule, [memory], group_names=["backbone", "head"], step_axis="optimizer") as monitor:
+        for _ in range(4):
+            monitor.step()
+    assert set(memory.scalars) == {"lr/backbone", "lr/head", "lrmon/phase"}
+    assert memory.info.config["step_axis"] == "optimizer"
+    with pytest.raises(ValueError, match="step_axis"):
+        lrmon.LRMonitor(lrmon.WarmupCosineSchedule(0.1, 2, 10), step_axis="micro")
+
+
+def braintools_run(scheduler, steps):
+    """A braintools SGD loop (grad 1) on a scheduler the monitor steps: (logged LRs, applied LRs, events)."""
+    import brainstate
+    import braintools
+
+    weight = brainstate.ParamState(jnp.zeros(()))
+    optimizer = braintools.optim.SGD(lr=scheduler)
+    optimizer.register_trainable_weights({"w": weight})
+    memory = lrmon.MemorySink()
+    applied = []
+    with lrmon.LRMonitor(scheduler, [memory]) as monitor:
+        for _ in range(steps):
+            before = float(weight.value)
+            optimizer.update({"w": jnp.ones(())})
+            applied.append(before - float(weight.value))
+            monitor.step()
+    return np.asarray([lr for _, lr in memory.scalars["lr"]]), np.asarray(applied), memory.events
+
+
+def test_a_braintools_scheduler_is_stepped_and_its_applied_lr_logged():
+    import braintools
+
+    logged, applied, events = braintools_run(braintools.optim.StepLR(base_lr=0.1, step_size=7, gamma=0.5), 30)
+    np.testing.assert_allclose(logged, applied, rtol=1e-5)
+    np.testing.assert_allclose(logged, 0.1 * 0.5 ** (np.arange(30) // 7), rtol=1e-6)
+    assert events == [(7, "decay_1"), (14, "decay_2"), (21, "decay_3"), (28, "decay_4")]
+
+
+def tensorboard_rows(logdir: Path) -> tuple[list[int], list[float], list[tuple[int, str]]]:
+    acc = accumulator(logdir)
+    rows = acc.Scalars("lr")
+    events = sorted((e.step, tag.rsplit("/", 1)[1]) for tag in acc.Tags()["tensors"]
+                    if tag.startswith("lrmon/events/") for e in acc.Tensors(tag))
+    return [r.step for r in rows], [r.value for r in rows], events
+
+
+def test_plateau_cuts_are_observed_events_and_survive_sigkill_and_resume(tmp_path):
+    def worker(out, *args):
+        return subprocess.run([sys.executable, str(WORKER), "--out", str(out), *args], capture_output=True,
+                              text=True, timeout=240)
+
+    reference = worker(tmp_path / "ref")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    steps, lrs, events = tensorboard_rows(tmp_path / "ref" / "tb")
+    applied = json.loads((tmp_path / "ref" / "applied-first.json").read_text())
+    assert steps == list(range(60))
+    # logged == applied at every step (measured as the float32 parameter's change: ~3e-7 of rounding)
+    np.testing.assert_allclose(lrs, [lr for _, lr in applied], rtol=1e-5, atol=1e-6)
+    # metric 1.0, .8, .7, .7, .7 (2 bad epochs > patience 1: cut at epoch 4), .7, .7 (cut at epoch 6), ...
+    cuts = [(step, kind) for step, kind in events if kind.startswith("lr_reduced_")]
+    assert cuts == [(20, "lr_reduced_1"), (30, "lr_reduced_2"), (45, "lr_reduced_3"), (55, "lr_reduced_4")]
+    assert lrs[19] == pytest.approx(0.1) and lrs[20] == pytest.approx(0.05) and lrs[59] == pytest.approx(0.00625)
+
+    killed = worker(tmp_path / "chain", "--kill-after", "37")
+    assert killed.returncode == -9
+    resumed = worker(tmp_path / "chain", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    chain_steps, chain_lrs, chain_events = tensorboard_rows(tmp_path / "chain" / "tb")
+    assert chain_steps == steps and chain_lrs == lrs  # every step once, bit for bit
+    assert [e for e in chain_events if e[1] != "resume"] == events  # each cut once
