@@ -158,6 +158,8 @@ def _preview_curve(args: argparse.Namespace) -> Any:
         if not isinstance(args.args, (dict, type(None))):
             raise UsageError("--args must be a JSON object of the schedule's arguments")
         try:
+            if args.schedule.startswith("braintools."):  # braintools' own constructor, then its curve
+                return _braintools_curve(args.schedule.split(".", 1)[1], args.args or {})
             return curve_from_dict({CURVE_KEY: args.schedule, "args": args.args or {}})
         except (TypeError, ValueError) as error:
             raise UsageError(f"invalid schedule: {error}") from None
@@ -166,6 +168,19 @@ def _preview_curve(args: argparse.Namespace) -> Any:
         return CurveConfig(base_lrs, args.warmup_steps, args.total_steps, args.warmup_start_lr, args.eta_min)
     except (TypeError, ValueError) as error:
         raise UsageError(f"invalid schedule: {error}") from None
+
+
+def _braintools_curve(name: str, arguments: dict) -> Any:
+    """The curve of braintools' scheduler ``name`` built by braintools' own constructor with ``arguments``."""
+    from lrmon._optional import optional_import
+    from lrmon.schedules.braintools import curve_of
+
+    optim = optional_import("braintools.optim", needed_by=f"lrmon preview --schedule braintools.{name}",
+                            extra="braintools")
+    scheduler = getattr(optim, name, None)
+    if not isinstance(scheduler, type) or name.startswith("_"):
+        raise ValueError(f"braintools.optim has no scheduler {name!r}")
+    return curve_of(scheduler(**arguments))
 
 
 def _plot(args: argparse.Namespace) -> int:

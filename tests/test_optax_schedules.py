@@ -12,6 +12,7 @@ the values are tiny and a per-value ulp would be meaningless.
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import jax
@@ -63,7 +64,8 @@ def _exponential_kwargs(rng, start):
     rate = float(rng.choice([rng.uniform(0.3, 0.99), rng.uniform(1.01, 1.3)]))
     transition_steps, transition_begin, end = _steps(rng, 1, 40), _steps(rng, 0, 40), None
     if rate > 1.0:  # a growth always gets an upper bound, reached within the steps checked (below 600)
-        end = start * rate ** float(rng.uniform(0.5, (550 - transition_begin) / transition_steps))
+        periods = min((550 - transition_begin) / transition_steps, math.log(1e4) / math.log(rate))
+        end = start * rate ** float(rng.uniform(0.5, periods))
     elif rng.random() < 0.6:
         end = start * float(rng.uniform(0.0, 1.0))
     return dict(transition_steps=transition_steps, decay_rate=rate, transition_begin=transition_begin,

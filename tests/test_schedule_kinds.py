@@ -15,7 +15,7 @@ import optax
 import pytest
 
 import lrmon
-from _trackers import accumulator
+from _trackers import accumulator, wandb_env  # noqa: F401  (a fixture)
 from lrmon.hyperparams import injected_hyperparams
 from lrmon.schedules import optax as lo
 
@@ -207,3 +207,56 @@ def test_plateau_cuts_are_observed_events_and_survive_sigkill_and_resume(tmp_pat
     chain_steps, chain_lrs, chain_events = tensorboard_rows(tmp_path / "chain" / "tb")
     assert chain_steps == steps and chain_lrs == lrs  # every step once, bit for bit
     assert [e for e in chain_events if e[1] != "resume"] == events  # each cut once
+
+
+def test_trackers_and_the_cli_hold_an_sgdr_run_with_its_restarts(tmp_path, wandb_env):
+    from lrmon.cli import main
+    from lrmon.integrations.tensorboard import TensorBoardSink
+    from lrmon.integrations.wandb import WandbSink
+    from lrmon.runs import read_run
+
+    schedule = CURVES["sgdr"]()
+    sinks = [TensorBoardSink(tmp_path / "tb"), WandbSink(dir=tmp_path / "wandb", project="lrmon-kinds")]
+    with lrmon.LRMonitor(schedule, sinks) as monitor:
+        for t in range(70):
+            monitor.step(loss=float(np.exp(-t / 30)))
+    planned = sorted((step, kind) for kind, step in schedule.events(0, 70))
+    assert ("restart_1", 20) in schedule.events() and ("restart_2", 40) in schedule.events()
+    for where in (tmp_path / "tb", tmp_path / "wandb"):
+        data = read_run(where)
+        assert data.config == schedule  # the recorded configuration rebuilds the curve
+        assert [(step, kind) for step, kind, _ in data.events] == planned  # each event once, read back
+        (steps, values), = data.lrs.values()
+        assert steps.tolist() == list(range(70))
+        np.testing.assert_allclose(values, np.asarray(schedule.lr_at(np.arange(70)))[:, 0], rtol=1e-6)
+        assert main(["plot", str(where), "--out", str(tmp_path / f"{where.name}.png")]) == 0
+
+
+def test_preview_draws_every_supported_schedule_from_the_command_line(tmp_path, capsys):
+    from lrmon.cli import main
+
+    cases = {
+        "optax.sgdr_schedule": {"cosine_kwargs": [dict(init_value=0.0, peak_value=1e-2, warmup_steps=5,
+                                                      decay_steps=20)] * 2},
+        "optax.exponential_decay": {"init_value": 0.1, "transition_steps": 10, "decay_rate": 0.5,
+                                    "staircase": True},
+        "braintools.StepLR": {"base_lr": 0.1, "step_size": 10, "gamma": 0.5},
+    }
+    for name, args in cases.items():
+        out = tmp_path / f"{name}.png"
+        status = main(["preview", "--schedule", name, "--args", json.dumps(args), "--steps", "60", "--out", str(out)])
+        stdout = capsys.readouterr().out
+        assert status == 0 and out.stat().st_size > 10_000, name
+        assert "events:" in stdout and "phases:" in stdout
+    assert "restart_1     step 20" in main_output(main, capsys, "optax.sgdr_schedule", cases)
+    assert main(["preview", "--schedule", "braintools.StepLR", "--args", json.dumps(cases["braintools.StepLR"]),
+                 "--no-plot"]) == 2
+    assert "endless" in capsys.readouterr().err
+    assert main(["preview", "--list"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert {"optax.sgdr_schedule", "braintools.StepLR", "braintools.OneCycleLR"} <= set(listed)
+
+
+def main_output(main, capsys, name, cases):
+    assert main(["preview", "--schedule", name, "--args", json.dumps(cases[name]), "--no-plot"]) == 0
+    return capsys.readouterr().out
