@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
 import sys
 
 import braintools
@@ -80,15 +79,15 @@ CASES = {
     "piecewise_2groups": (lambda: O.PiecewiseConstantSchedule(
         [0.1, 0.2], boundaries=[0, 5, 5, 9], values=[1.0, 0.5, 0.4, 0.3, 0.1]), 12),
     "sequential": (lambda: O.SequentialLR(
-        [O.LinearLR(0.1, start_factor=0.1, total_iters=3), O.CosineAnnealingLR(0.1, T_max=6)], milestones=[3]), 12),
+        [O.LinearLR(0.1, start_factor=0.1, total_iters=3), O.CosineAnnealingLR(0.1, T_max=4)], milestones=[3]), 9),
     "sequential_2groups_3": (lambda: O.SequentialLR(
         [O.StepLR([0.1, 0.2], step_size=2, gamma=0.5), O.ExponentialLR([0.1, 0.2], gamma=0.9),
-         O.CosineAnnealingWarmRestarts([0.1, 0.2], T_0=3)], milestones=[4, 8]), 14),
+         O.CosineAnnealingWarmRestarts([0.1, 0.2], T_0=2)], milestones=[3, 6]), 9),
     "chained": (lambda: O.ChainedScheduler(
         [O.ConstantLR(0.1, factor=0.5, total_iters=3), O.ExponentialLR(0.1, gamma=0.9)]), 10),
     "chained_2groups_3": (lambda: O.ChainedScheduler(
         [O.StepLR([0.1, 0.2], step_size=2, gamma=0.5), O.CosineAnnealingWarmRestarts([0.1, 0.2], T_0=2, T_mult=2),
-         O.PiecewiseConstantSchedule([0.1, 0.2], boundaries=[5], values=[0.1, 0.05])]), 16),
+         O.PiecewiseConstantSchedule([0.1, 0.2], boundaries=[5], values=[0.1, 0.05])]), 12),
     "warmup_cosine_2groups": (lambda: O.WarmupCosineSchedule(
         [0.1, 0.2], warmup_steps=3, total_steps=10, warmup_start_lr=0.01, eta_min=0.001), 13),
 }
@@ -140,8 +139,7 @@ def test_lr_at_equals_the_stepped_scheduler(case):
     steps = np.arange(n)
     as_applied = expected.astype(np.float32)  # what braintools' optimizer applies
     tol = ulps_of_peak(curve, LR_ULPS)
-    for name, got in [("eager", curve.lr_at(steps)), ("jit", compiled(curve)(steps)),
-                      ("jit scalar", np.stack([compiled(curve)(t) for t in range(n)]))]:
+    for name, got in [("vectorised", curve.lr_at(steps)), ("jit, scalar steps", np.stack([compiled(curve)(t) for t in range(n)]))]:
         got = np.asarray(got)
         assert got.dtype == np.float32 and got.shape == (n, curve.num_groups), name
         np.testing.assert_allclose(got, as_applied, rtol=0, atol=tol, err_msg=f"{case} {name}")
@@ -199,7 +197,7 @@ def test_two_parameter_groups_read_the_curve_of_their_group():
 
 
 def test_lr_at_is_traceable_and_vectorised():
-    curve = curve_of(CASES["sequential_2groups_3"][0]())
+    curve = SequentialLRCurve((LinearLRCurve([0.1, 0.2], 0.1, 1.0, 3), CosineAnnealingLRCurve([0.1, 0.2], 6)), (3,))
     steps = np.arange(12).reshape(3, 4)
     grid = np.asarray(curve.lr_at(steps))
     assert grid.shape == (3, 4, 2)
@@ -262,10 +260,10 @@ EVENTS = {
     "cyclic_up5_down2": (21, [("cycle_1", 0), ("peak_1", 5), ("cycle_2", 7), ("peak_2", 13), ("cycle_3", 14),
                               ("peak_3", 20)]),
     "piecewise_2groups": (None, [("boundary_1", 0), ("boundary_2", 5), ("boundary_3", 9)]),
-    # the LinearLR's ramp_end (3) is past its window [0, 3); the cosine's end (6) is shifted to 9
-    "sequential": (None, [("milestone_1", 3), ("s1_end", 9)]),
-    "sequential_2groups_3": (15, [("s0_decay_1", 2), ("milestone_1", 4), ("milestone_2", 8), ("s2_restart_1", 11),
-                                  ("s2_restart_2", 14)]),
+    # the LinearLR's ramp_end (3) is past its window [0, 3); the cosine's end (4) is shifted to 7
+    "sequential": (None, [("milestone_1", 3), ("s1_end", 7)]),
+    "sequential_2groups_3": (11, [("s0_decay_1", 2), ("milestone_1", 3), ("milestone_2", 6), ("s2_restart_1", 8),
+                                  ("s2_restart_2", 10)]),
     "chained": (None, [("s0_factor_end", 2)]),
     "chained_2groups_3": (7, [("s0_decay_1", 2), ("s1_restart_1", 2), ("s0_decay_2", 4), ("s2_boundary_1", 5),
                               ("s0_decay_3", 6), ("s1_restart_2", 6)]),
@@ -326,7 +324,7 @@ PHASES = {
     "step": (("decay",), {0: 0, 1000: 0}),
     "warm_restarts": (("cosine",), {0: 0, 5: 0}),
     "piecewise": (("piecewise",), {0: 0, 7: 0}),
-    "sequential": (("s0_ramp", "s0_constant", "s1_cosine", "s1_past end"), {0: 0, 2: 0, 3: 2, 9: 2, 10: 3}),
+    "sequential": (("s0_ramp", "s0_constant", "s1_cosine", "s1_past end"), {0: 0, 2: 0, 3: 2, 7: 2, 8: 3}),
     "chained": (("s0_factor+s1_decay", "s0_constant+s1_decay"), {0: 0, 2: 0, 3: 1}),
     "warmup_cosine_2groups": (("warmup", "cosine", "past end"), {0: 0, 2: 0, 3: 1, 9: 1, 10: 2}),
 }
@@ -350,7 +348,7 @@ def test_endless_events_are_generated_lazily():
     assert CosineAnnealingWarmRestartsCurve([0.1], 5).events(big, big + 11) == [
         (f"restart_{big // 5}", big), (f"restart_{big // 5 + 1}", big + 5), (f"restart_{big // 5 + 2}", big + 10)]
     doubling = CosineAnnealingWarmRestartsCurve([0.1], 2, 2).events(0, 2**50)
-    assert len(doubling) == 48 and doubling[-1] == ("restart_48", 2 * (2**48 - 1))
+    assert len(doubling) == 49 and doubling[-1] == ("restart_49", 2 * (2**49 - 1))
     assert CyclicLRCurve([0.01], [0.1], 4, 4).events(8 * big + 1, 8 * big + 9) == [
         (f"peak_{big + 1}", 8 * big + 4), (f"cycle_{big + 2}", 8 * big + 8)]
     # an endless child that is not the last one ends at its milestone
@@ -379,7 +377,8 @@ def test_to_dict_round_trips_through_json(case):
     back = curve_from_dict(json.loads(json.dumps(data)))
     assert back == curve and hash(back) == hash(curve) and back.to_dict() == data
     assert back.differing_fields(curve) == []
-    np.testing.assert_array_equal(np.asarray(back.lr_at(np.arange(5))), np.asarray(curve.lr_at(np.arange(5))))
+    steps = np.arange(CASES[case][1] if case in CASES else 3)  # the shape test_lr_at_... compiled
+    np.testing.assert_array_equal(np.asarray(back.lr_at(steps)), np.asarray(curve.lr_at(steps)))
 
 
 def test_every_supported_class_is_registered():
@@ -437,10 +436,10 @@ def test_peak_lr():
     assert curve_of(CASES["one_cycle"][0]()).peak_lr == pytest.approx(0.1)
     assert curve_of(CASES["linear"][0]()).peak_lr == pytest.approx(0.1)
     assert curve_of(CASES["linear_2groups_down"][0]()).peak_lr == pytest.approx(0.2)
-    assert curve_of(CASES["piecewise_2groups"][0]()).peak_lr == pytest.approx(1.0)
+    assert curve_of(CASES["piecewise_2groups"][0]()).peak_lr == pytest.approx(0.5)  # boundary 0: values[0] unused
     assert curve_of(CASES["cyclic_exp_range"][0]()).peak_lr == pytest.approx(0.01 + 0.09 * 0.99**5)
     # a sequential child's peak past its window is not reached
-    cut = SequentialLRCurve((LinearLRCurve([0.1], 0.1, 1.0, 10), ConstantLRCurve([0.05], 1.0, 0)), (4,))
+    cut = SequentialLRCurve((LinearLRCurve([0.1], 0.1, 1.0, 10), ConstantLRCurve([0.01], 1.0, 0)), (4,))
     assert cut.peak_lr == pytest.approx(0.1 * (0.1 + 0.9 * 3 / 10))
     assert StepLRCurve([0.1], 2, 1.5).peak_lr == float("inf")
 
@@ -477,14 +476,20 @@ def test_invalid_data_is_refused_with_the_field_named():
         SequentialLRCurve((StepLRCurve([0.1], 3, 0.5),), (4,))
 
 
-def test_the_module_imports_and_evaluates_without_braintools():
-    code = (
-        "import sys; sys.modules['braintools'] = None\n"
-        "import lrmon.schedules.braintools as m\n"
-        "from lrmon.schedules import curve_from_dict\n"
-        "c = curve_from_dict(m.StepLRCurve([0.1], 2, 0.5).to_dict())\n"
-        "print(float(c.lr_at(4)[0]), c.exact_lr_at(4)[0])\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["0.02500000037252903", "0.025"]
+def test_the_module_imports_and_evaluates_without_braintools(monkeypatch):
+    """braintools is an optional extra: the module never imports it (here loaded afresh, under another name, with
+    ``import braintools`` failing; the registry is restored afterwards)."""
+    import importlib.util
+
+    import lrmon.schedules._protocol as protocol
+    import lrmon.schedules.braintools as module
+
+    monkeypatch.setitem(sys.modules, "braintools", None)
+    monkeypatch.setattr(protocol, "_FROM_DICT", dict(protocol._FROM_DICT))
+    spec = importlib.util.spec_from_file_location("_lrmon_braintools_probe", module.__file__)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    curve = curve_from_dict(probe.StepLRCurve([0.1], 2, 0.5).to_dict())
+    assert type(curve) is probe.StepLRCurve
+    assert float(curve.lr_at(4)[0]) == np.float32(0.025) and curve.exact_lr_at(4)[0] == 0.025
+    assert curve.events(0, 5) == [("decay_1", 2), ("decay_2", 4)]

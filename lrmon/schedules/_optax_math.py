@@ -159,10 +159,11 @@ class Poly(_Part):
             return _full(xp, step, self.init_value)
         count = xp.clip(step - self.transition_begin, 0, self.transition_steps)
         frac = 1 - count / self.transition_steps
-        if not float(self.power).is_integer():
-            # compiled, XLA may round 1 - T / T below 0, and optax's own jitted schedule is then NaN from
-            # B + T on; eager (optax's values) frac is never negative, so this changes no eager value
-            frac = xp.maximum(frac, 0.0)
+        # Compiled, XLA computes count / T as count * (1 / T), and 1 - T * (1 / T) may be a float32 ulp off 0:
+        # optax's own jitted schedule then holds end_value + (init_value - end_value) * ulp ** power after the
+        # transition (NaN for a fractional power, 1e-4 of the range for power 0.5). The value optax computes
+        # eager, frac == 0 at count == T, is kept exactly; eager, no value changes.
+        frac = xp.where(count < self.transition_steps, frac, 0.0)
         return (self.init_value - self.end_value) * (frac**self.power) + self.end_value
 
     def segments(self) -> tuple[Segment, ...]:

@@ -7,7 +7,10 @@ returns an :class:`OptaxSchedule`: a frozen, hashable value that is
   ``optax.adamw(learning_rate=schedule)`` works; the value is optax's own, computed with optax's structure and
   operation order in float32 (``join_schedules`` of a linear warmup and a cosine decay, ``jnp.where`` at each
   boundary, the same clipping and the same Python-scalar constants), so it agrees with optax's schedule to float32
-  rounding (evaluated the same way, eager or jitted, the values are bitwise optax's);
+  rounding (evaluated the same way, eager or jitted, the values are bitwise optax's, with one deliberate
+  exception: after a polynomial/linear transition lrmon holds ``end_value`` exactly, where optax's
+  ``1 - count / T`` can be a float32 ulp off 0, which a fractional ``power`` amplifies to ~1e-4 of the range, or
+  NaN when jitted);
 * an lrmon curve (:mod:`lrmon.schedules._protocol`, one parameter group): ``lr_at`` (``jax.numpy``),
   ``exact_lr_at`` (the same formula in NumPy float64, no JAX call), ``phases``/``phase_at``, ``events``,
   ``to_dict``/:func:`lrmon.schedules.curve_from_dict`, ``differing_fields`` and ``peak_lr``.
@@ -47,8 +50,9 @@ exponential_decay                  delay: ``[0, B)``               delay_start: 
                                    final: ``[E, inf)``             endless without ``end_value``), decay_end: E-1,
                                    (no final without end_value)    end: E-1, final_start: E
 piecewise_constant_schedule        constant: ``[0, inf)``          constant_start: 0, boundary_k: k-th boundary (sorted)
-piecewise_interpolate_schedule     linear or cosine: ``[0, b_n)``  linear_start: 0, boundary_k: b_k,
-                                   final: ``[b_n, inf)``           linear_end: b_n-1, end: b_n-1, final_start: b_n
+piecewise_interpolate_schedule     linear or cosine (the           <type>_start: 0, boundary_k: b_k (k-th, sorted),
+                                   interpolate_type): ``[0, b_n)`` <type>_end: b_n-1, end: b_n-1, final_start: b_n
+                                   final: ``[b_n, inf)``
 warmup_constant_schedule           warmup: ``[0, W)``              warmup_start: 0, warmup_end: W-1,
                                    constant: ``[W, inf)``          constant_start: W (no end: planned forever)
 warmup_cosine_decay_schedule       warmup: ``[0, W)``              warmup_start: 0, warmup_end: W-1, cosine_start: W,
@@ -86,9 +90,10 @@ non-finite or negative LRs, ``transition_steps < 1`` or ``decay_rate <= 0`` for 
 documents both as "must be positive"/"must not be zero" and silently returns a constant), an ``end_value`` on the
 wrong side of the decay's start (optax would hold it at every step), ``warmup_steps == 0`` for
 :func:`warmup_constant_schedule` (optax then holds ``init_value``, not ``peak_value``), a ``power`` or ``exponent``
-``<= 0``, a negative ``alpha``, percentages outside ``[0, 1]``, non-increasing join boundaries, a number of
-boundaries other than ``len(schedules) - 1``. The values are kept as given (Python numbers), so ``to_dict()``
-holds them as JSON.
+``<= 0``, a negative ``alpha``, percentages outside ``[0, 1]`` (and ``pct_final < pct_start``), non-increasing
+join boundaries, a number of boundaries other than ``len(schedules) - 1``, join children not built by this
+module. The checked values are Python numbers (an integer ``power`` or ``exponent`` stays an integer: optax
+computes ``x ** 2`` and ``x ** 2.0`` differently), so ``to_dict()`` holds them as JSON.
 """
 
 from __future__ import annotations
@@ -175,12 +180,17 @@ class OptaxSchedule:
         """The names of the phases the curve goes through, in order of first occurrence."""
         return tuple(dict.fromkeys(name for name, _, _ in self._segments))
 
+    @functools.cached_property
+    def _runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The first step of each run of a phase, and the run's phase number."""
+        return (np.asarray([start for _, start, _ in self._segments], np.float64),
+                np.asarray([self.phases.index(name) for name, _, _ in self._segments], np.int8))
+
     def phase_at(self, step: Any) -> np.ndarray:
         """The index in :attr:`phases` of each step's phase, as int8 (steps below 0 are in the first phase)."""
-        starts = np.asarray([start for _, start, _ in self._segments], np.float64)
-        numbers_ = np.asarray([self.phases.index(name) for name, _, _ in self._segments], np.int8)
+        starts, phase_numbers = self._runs
         run = np.searchsorted(starts, np.asarray(step, np.float64), side="right") - 1
-        return numbers_[np.maximum(run, 0)]
+        return phase_numbers[np.maximum(run, 0)]
 
     def events(self, low: int = 0, high: int | None = None) -> list[tuple[str, int]]:
         """The events at steps in ``[low, high)`` as ``(kind, step)`` in step order (see the module docstring).
@@ -192,8 +202,8 @@ class OptaxSchedule:
         low, high = max(0, int(low)), None if high is None else int(high)
         if high is None and self.body.endless():
             raise ValueError(
-                f"high: the events of {self!r} are endless (a staircase drop every transition_steps steps, "
-                "with no end_value): give a finite high"
+                f"high: the events of this {self.constructor} are endless (a staircase exponential decay drops "
+                "every transition_steps steps, with no end_value): give a finite high"
             )
         last_name, last_start, _ = self._segments[-1]
         end = [(last_start - 1, END_RANK, "end", None)] if last_name == "final" and last_start > 0 else []
