@@ -28,6 +28,7 @@ import numpy as np
 
 from lrmon._validation import check_metrics, check_step_count
 from lrmon.bookkeeping import Bookkeeping
+from lrmon.chunked_scan import Body, ChunkedScan, chunk_rows
 from lrmon.courier import Courier
 from lrmon.delivery import Delivery, Values
 from lrmon.dispatch import SinkSet
@@ -142,6 +143,7 @@ class LRMonitor:
         self._host = HostBuffer(self.flush_every, self.config.num_groups, self._lr_of_steps, self._check_metrics)
         self._recorder = GraphRecorder(self.graph_capacity, self.config.num_groups, self.log_every,
                                        lambda names: self._check_metrics(dict.fromkeys(names, 0.0)), self._take)
+        self._scans: dict[Body, ChunkedScan] = {}
         self._lock = threading.RLock()  # host callbacks of compiled code arrive on other threads
         self._closed = self._entered = False
         self._saver = StateSaver(self._courier, list(sinks), None if state_dir is None else Path(state_dir),
@@ -216,6 +218,31 @@ class LRMonitor:
         lrs = np.asarray(self._lr_of_steps(padded_steps(logged, size)), np.float64)[: len(logged)]
         self._write_due()  # what the host path buffered comes first
         self._take(logged, lambda: (logged, lrs, columns), last_step)
+
+    def scan(self, body: Body, carry: Any, xs: Any = None, *, length: int | None = None, chunk: int = 1024) -> Any:
+        """``lax.scan(body, carry, xs, length)``, logged, with no callback or branch in the per-step body.
+
+        ``body(carry, x) -> (carry, {metric: scalar})`` is one train step; its step is the monitor's next one
+        (the first is :attr:`step_count`) and its LR the curve's there, as optax applies it at that count. The
+        steps run as compiled chunks of ``chunk`` steps (:mod:`lrmon.chunked_scan`): each chunk's metrics leave
+        as scan outputs after it, read on the courier's thread while the next chunk runs. Returns the final carry.
+
+        Raises:
+          TypeError: the schedule is stepped by the monitor (a braintools optimizer's: use :meth:`graph_step`
+            inside ``brainstate.transform.for_loop``), or ``body`` returns no metrics mapping.
+        """
+        if self._closed:
+            self._refuse_closed("scan")
+        if drives_an_optimizer(self.schedule) or self._plateau is not None:
+            raise TypeError("monitor.scan logs the curve at each step (optax's protocol); this schedule is "
+                            "stepped for a braintools optimizer: use monitor.graph_step inside "
+                            "brainstate.transform.for_loop")
+        runner = self._scans.get(body)
+        if runner is None:
+            runner = self._scans[body] = ChunkedScan(body)
+        carry = runner.run(carry, xs, length, chunk, self._books.step, self._take_chunk)
+        self._raise_misuse()
+        return carry
 
     def graph_buffer(self, metric_names: Sequence[str] = ()) -> GraphBuffer:
         """An empty device buffer for :meth:`graph_record`, with room for the LRs and ``metric_names`` (part of
@@ -329,6 +356,12 @@ class LRMonitor:
                 self._delivery.deliver(pending.steps, pending.values)
             self._send_due()
             self._books.plan_next_flush()
+
+    def _take_chunk(self, first: int, count: int, metrics: Mapping[str, Any]) -> None:
+        """A finished chunk of :meth:`scan`: steps ``first..first+count-1``, metrics still on the device."""
+        logged, values = chunk_rows(first, count, metrics, self.log_every, self._lr_of_steps, self._check_metrics)
+        self._write_due()  # what the host path buffered comes first
+        self._take(logged, values, first + count - 1)
 
     def _take(self, steps: np.ndarray, values: Callable[[], Values], last_step: int) -> None:
         """Rows that arrived with the step count past them (a compiled loop's)."""

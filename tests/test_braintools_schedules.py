@@ -33,7 +33,6 @@ from lrmon.schedules.braintools import (
     CyclicLRCurve,
     ExponentialLRCurve,
     LinearLRCurve,
-    ReduceLROnPlateauCurve,
     SequentialLRCurve,
     StepLRCurve,
     curve_of,
@@ -139,7 +138,8 @@ def test_lr_at_equals_the_stepped_scheduler(case):
     steps = np.arange(n)
     as_applied = expected.astype(np.float32)  # what braintools' optimizer applies
     tol = ulps_of_peak(curve, LR_ULPS)
-    for name, got in [("vectorised", curve.lr_at(steps)), ("jit, scalar steps", np.stack([compiled(curve)(t) for t in range(n)]))]:
+    scalar_steps = np.stack([compiled(curve)(t) for t in range(n)])
+    for name, got in [("vectorised", curve.lr_at(steps)), ("jit, scalar steps", scalar_steps)]:
         got = np.asarray(got)
         assert got.dtype == np.float32 and got.shape == (n, curve.num_groups), name
         np.testing.assert_allclose(got, as_applied, rtol=0, atol=tol, err_msg=f"{case} {name}")
@@ -203,7 +203,8 @@ def test_lr_at_is_traceable_and_vectorised():
     assert grid.shape == (3, 4, 2)
     np.testing.assert_array_equal(grid.reshape(12, 2), np.asarray(curve.lr_at(np.arange(12))))
     assert np.asarray(curve.lr_at(5)).shape == (2,)
-    np.testing.assert_array_equal(np.asarray(jax.vmap(curve.lr_at)(jnp.arange(12))), np.asarray(compiled(curve)(np.arange(12))))
+    np.testing.assert_array_equal(np.asarray(jax.vmap(curve.lr_at)(jnp.arange(12))),
+                                  np.asarray(compiled(curve)(np.arange(12))))
     assert curve.exact_lr_at(steps).shape == (3, 4, 2)
     assert curve.phase_at(steps).shape == (3, 4) and curve.phase_at(steps).dtype == np.int8
 
@@ -488,6 +489,7 @@ def test_the_module_imports_and_evaluates_without_braintools(monkeypatch):
     monkeypatch.setattr(protocol, "_FROM_DICT", dict(protocol._FROM_DICT))
     spec = importlib.util.spec_from_file_location("_lrmon_braintools_probe", module.__file__)
     probe = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, probe)
     spec.loader.exec_module(probe)
     curve = curve_from_dict(probe.StepLRCurve([0.1], 2, 0.5).to_dict())
     assert type(curve) is probe.StepLRCurve

@@ -12,10 +12,9 @@ Each curve evaluates one formula twice, as :class:`lrmon.curve.CurveConfig` does
 an ``int`` when stepped on the host: ``t / total_iters``, ``base_lr * gamma ** t``, ``base_lr - eta_min``), that
 is float64 arithmetic rounded to float32 when it meets a JAX array or the optimizer; ``lr_at`` reproduces it with
 float64 constants and double-float32 products (Dekker) rounded once, and its divisions by constants are correctly
-rounded (XLA's vectorised float32 division is not). So ``lr_at`` (one compiled function) is within about an ulp of the peak of
-braintools' float32 LR (XLA's fused ``cos`` and ``pow``), and bitwise at most steps.
-A plain ``jnp.power(gamma, t)`` would drift by ``t`` times the rounding of ``gamma`` (1100 ulps for
-``0.99 ** 2000``).
+rounded (XLA's vectorised float32 division is not). So ``lr_at`` (one compiled function) is within about an ulp
+of the peak of braintools' float32 LR (XLA's fused ``cos`` and ``pow``), and bitwise at most steps. A plain
+``jnp.power(gamma, t)`` would drift by ``t`` times the rounding of ``gamma`` (1100 ulps for ``0.99 ** 2000``).
 
 Steps are ``last_epoch`` values, counted from 0 (braintools' default ``last_epoch=0``); curves are defined for
 ``step >= 0``.
