@@ -32,7 +32,7 @@ class PendingScalars:
     def __init__(self, values: Sequence[Any], capacity: int) -> None:
         self._host: np.ndarray | None = None
         self._parts: list[tuple[Any, int]] = []
-        if not values or not all(isinstance(v, jax.Array) for v in values):
+        if not values or not all(issubclass(kind, jax.Array) for kind in set(map(type, values))):
             self._host = np.asarray([float(np.asarray(v).reshape(())) for v in jax.device_get(list(values))],
                                     np.float64)
             return

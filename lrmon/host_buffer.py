@@ -57,11 +57,13 @@ class HostBuffer:
         self._metrics: list[Mapping[str, Any]] = []
         self._applied: list[Sequence[Any]] = []
         self._names: frozenset[str] = frozenset()
+        self._uniform = True
 
     def append(self, step: int, metrics: Mapping[str, Any], applied_lrs: Sequence[Any] | None) -> None:
         """Keep the row of ``step``; ``applied_lrs``: the LRs the optimizer applied (``None``: the curve's)."""
         if metrics.keys() != self._names:
             self._check_metrics(metrics)
+            self._uniform = not self._steps  # the rows since the last take all have the same metric names
             self._names = frozenset(metrics)
         self._steps.append(step)
         self._metrics.append(metrics)
@@ -73,21 +75,22 @@ class HostBuffer:
         if not self._steps:
             return None
         steps = np.asarray(self._steps, np.int64)
-        rows, applied = self._metrics, self._applied
-        self._steps, self._metrics, self._applied = [], [], []
+        rows, applied, uniform = self._metrics, self._applied, self._uniform
+        self._steps, self._metrics, self._applied, self._uniform = [], [], [], True
         chunk = min(self.flush_every, FETCH_CHUNK)
         if applied:
             lrs: Any = [PendingScalars([lr[g] for lr in applied], chunk) for g in range(self.groups)]
         else:
             lrs = self._lr_of_steps(padded_steps(steps, self.flush_every))  # one shape: compiled once
         metrics = {name: (metric_steps, PendingScalars(values, chunk))
-                   for name, (metric_steps, values) in _columns(steps, rows).items()}
+                   for name, (metric_steps, values) in _columns(steps, rows, uniform).items()}
         return PendingRows(steps, lrs, metrics)
 
 
-def _columns(steps: np.ndarray, rows: list[Mapping[str, Any]]) -> dict[str, tuple[np.ndarray, list[Any]]]:
-    """Each metric's steps and values (a metric may be missing on some rows)."""
-    if all(row.keys() == rows[0].keys() for row in rows):  # the usual case: the same metrics every step
+def _columns(steps: np.ndarray, rows: list[Mapping[str, Any]], uniform: bool
+             ) -> dict[str, tuple[np.ndarray, list[Any]]]:
+    """Each metric's steps and values (a metric may be missing on some rows unless ``uniform``)."""
+    if uniform:  # the usual case: the same metrics every step
         return {name: (steps, [row[name] for row in rows]) for name in rows[0]}
     lists: dict[str, tuple[list[int], list[Any]]] = {}
     for step, row in zip(steps.tolist(), rows):

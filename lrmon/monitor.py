@@ -39,7 +39,7 @@ from lrmon.resuming import load_resume
 from lrmon.saving import StateSaver
 from lrmon.plateau import CUT_PREFIX, PlateauObserver
 from lrmon.schedule_source import (
-    curve_of, current_step_of, drives_an_optimizer, is_observed, move_to_step, step_driven_schedule,
+    Role, curve_of, current_step_of, move_to_step, step_driven_schedule,
 )
 from lrmon.schedules._protocol import Curve
 from lrmon.sinks import RunInfo, Sink
@@ -117,6 +117,7 @@ class LRMonitor:
             raise ValueError(f"step_axis must be one of {_STEP_AXES}, got {step_axis!r}")
         self.schedule = schedule
         self.config: Curve = curve_of(schedule)
+        self._role = Role(schedule)
         self.log_every = check_step_count("log_every", log_every, minimum=1)
         self.flush_every = check_step_count("flush_every", flush_every, minimum=1)
         self.graph_capacity = check_step_count("graph_capacity", graph_capacity, minimum=1)
@@ -153,7 +154,7 @@ class LRMonitor:
                       **({} if step_axis == "train" else {"step_axis": step_axis})}
             self._saver.open_sinks(RunInfo(self._books.start_step, config, self.lr_tags, resumed=resumed is not None,
                                            phases=tuple(self.config.phases)))
-        self._plateau = None if not is_observed(schedule) else PlateauObserver(schedule, sum(
+        self._plateau = None if not self._role.observed else PlateauObserver(schedule, sum(
             kind.startswith(CUT_PREFIX) for kind, _ in self._books.emission_log))
         if self._plateau is not None and resumed is not None and resumed.state.schedule_state is not None:
             self._plateau.restore(resumed.state.schedule_state)
@@ -186,12 +187,21 @@ class LRMonitor:
         """
         if self._closed:
             self._refuse_closed("step")
-        t = self._books.step
-        driven = drives_an_optimizer(self.schedule)
+        books = self._books
+        t = books.step
+        if self._plateau is not None or self._role.drives():
+            return self._step_held(t, metrics)
+        if t % self.log_every == 0:  # the curve's LR at t: computed at the flush, for all rows at once
+            self._host.append(t, metrics, None)
+        books.step = t + 1
+        if books.step >= books.flush_at:
+            self._write_due()
+
+    def _step_held(self, t: int, metrics: Mapping[str, Any]) -> None:
+        """:meth:`step` for a schedule that holds its LR (braintools): record it, step it or observe its cut."""
         if t % self.log_every == 0:
-            held = driven or self._plateau is not None
-            self._host.append(t, metrics, self.schedule.current_lrs.value if held else None)
-        if driven:
+            self._host.append(t, metrics, self.schedule.current_lrs.value)
+        if self._plateau is None:
             step_driven_schedule(self.schedule, t)
         cut = None if self._plateau is None else self._plateau.check()
         self._books.step = t + 1
@@ -233,7 +243,7 @@ class LRMonitor:
         """
         if self._closed:
             self._refuse_closed("scan")
-        if drives_an_optimizer(self.schedule) or self._plateau is not None:
+        if self._role.drives() or self._plateau is not None:
             raise TypeError("monitor.scan logs the curve at each step (optax's protocol); this schedule is "
                             "stepped for a braintools optimizer: use monitor.graph_step inside "
                             "brainstate.transform.for_loop")
@@ -396,7 +406,7 @@ class LRMonitor:
     def _save_now(self) -> None:
         """Save the state of the current step (unless saved already), after everything buffered."""
         self._write_due()
-        if not drives_an_optimizer(self.schedule) and self._recorder.state is None:
+        if not self._role.drives() and self._recorder.state is None:
             move_to_step(self.schedule, self._books.step)  # bring a pure warmup + cosine schedule to the step
         with self._lock:
             if self._books.saved_step != self._books.step:

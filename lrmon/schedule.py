@@ -17,7 +17,7 @@ what the monitor logs             the curve at optax's count                   t
 
 Where braintools is installed the class derives from ``braintools.optim.LRScheduler`` (braintools is not required
 otherwise). ``attach_optimizer`` (called by braintools when it binds the schedule) switches ``__call__`` from the
-first column to the second; :func:`lrmon.schedule_source.drives_an_optimizer` is how the monitor tells them apart.
+first column to the second; :class:`lrmon.schedule_source.Role` is how the monitor tells them apart.
 """
 
 from __future__ import annotations

@@ -21,8 +21,7 @@ from lrmon.curve import CurveConfig
 from lrmon.schedules._function import FunctionCurve
 from lrmon.schedules._protocol import Curve
 
-__all__ = ["curve_of", "current_step_of", "drives_an_optimizer", "is_observed", "step_driven_schedule",
-           "move_to_step"]
+__all__ = ["curve_of", "current_step_of", "Role", "step_driven_schedule", "move_to_step"]
 
 _WARMUP_COSINE = "WarmupCosineSchedule"
 
@@ -48,22 +47,25 @@ def curve_of(schedule: Any) -> Curve:
 
 def current_step_of(schedule: Any) -> int:
     """The step a stepped schedule is at (its ``last_epoch``, read once); 0 for pure and observed schedules."""
-    if is_observed(schedule) or not hasattr(schedule, "last_epoch"):
+    if Role(schedule).observed or not hasattr(schedule, "last_epoch"):
         return 0
     return int(jax.device_get(schedule.last_epoch.value))
 
 
-def is_observed(schedule: Any) -> bool:
-    """True for a schedule whose LR depends on a metric (braintools' ``ReduceLROnPlateau``)."""
-    return type(schedule).__name__ == "ReduceLROnPlateau" and _is_braintools_scheduler(schedule)
+class Role:
+    """How the monitor moves a schedule, decided once (:func:`role_of`); :meth:`drives` is the per-step test."""
 
+    def __init__(self, schedule: Any) -> None:
+        braintools = _is_braintools_scheduler(schedule)
+        self.observed = braintools and type(schedule).__name__ == "ReduceLROnPlateau"
+        self._bindable = braintools and type(schedule).__name__ == _WARMUP_COSINE
+        self._stepped = braintools and not self.observed and not self._bindable
+        self._schedule = schedule
 
-def drives_an_optimizer(schedule: Any) -> bool:
-    """True when an optimizer reads the schedule's stepped state: a braintools scheduler (a warmup + cosine one
-    once an optimizer has bound it with ``lr=schedule``); never for an observed one, which the user steps."""
-    if not _is_braintools_scheduler(schedule) or is_observed(schedule):
-        return False
-    return type(schedule).__name__ != _WARMUP_COSINE or getattr(schedule, "optimizer", None) is not None
+    def drives(self) -> bool:
+        """True when an optimizer reads the schedule's stepped state: a braintools scheduler (a warmup + cosine
+        one once an optimizer has bound it with ``lr=schedule``); never an observed one, which the user steps."""
+        return self._stepped or (self._bindable and self._schedule.optimizer is not None)
 
 
 def step_driven_schedule(schedule: Any, t: int) -> None:
@@ -79,7 +81,7 @@ def step_driven_schedule(schedule: Any, t: int) -> None:
 
 def move_to_step(schedule: Any, step: int) -> None:
     """Put a schedule that holds a step at ``step`` (resume); pure curves and observed schedules hold none."""
-    if _is_braintools_scheduler(schedule) and not is_observed(schedule):
+    if _is_braintools_scheduler(schedule) and not Role(schedule).observed:
         schedule.step(step)
 
 
