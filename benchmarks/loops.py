@@ -16,6 +16,8 @@ Run ``python benchmarks/loops.py [--quick] [--rounds N] [--only KEY,...]``; the 
 ``naive_loop``      the tiny Python-loop step with a ``jax.debug.callback`` per step writing (step, lr, loss) to a
                     ``MemorySink`` -- what users write themselves (baseline, not a goal).
 ``naive_scan``      the same callback inside the ``lax.scan`` body.
+``host_read_loop``  the Lightning / Hugging Face style on the tiny loop: ``float(loss)`` and a tensorboardX
+                    ``add_scalar`` of the loss and the LR per step (baseline, not a goal).
 """
 
 from __future__ import annotations
@@ -74,6 +76,32 @@ class LoopNaive(_MemorySinkMixin, LoopBare):
             return w, opt_state, loss
 
         self.step = jax.jit(logged_step)
+
+
+class LoopHostRead(LoopBare):
+    """What the Lightning / Hugging Face callbacks do: a host read of the loss (``float(loss)``) and a tracker call
+    per step (tensorboardX ``add_scalar`` of the loss and of the LR, the LR taken on the host)."""
+
+    def __init__(self, tmp: str) -> None:
+        from tensorboardX import SummaryWriter
+
+        super().__init__()
+        self.writer = SummaryWriter(tmp + "/hf-style", flush_secs=3600)
+        self.t = 0
+
+    def run(self, n: int) -> None:
+        step, w, opt_state, add = self.step, self.w, self.opt_state, self.writer.add_scalar
+        lrs = self.schedule.config.exact_lr_at(np.arange(self.t, self.t + n))[:, 0].tolist()
+        for i in range(n):
+            w, opt_state, loss = step(w, opt_state)
+            add("loss", float(loss), self.t + i)
+            add("lr", lrs[i], self.t + i)
+        self.t += n
+        block_until_ready((w, loss))
+        self.w, self.opt_state = w, opt_state
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class ScanBare(Variant):
@@ -290,6 +318,7 @@ def variants(run: Run) -> _harness.Factories:
         "loop_bare": (LoopBare, cfg["tiny_block"]),
         "loop_monitor": (lambda: LoopMonitor(tmp), cfg["tiny_block"]),
         "loop_naive": (LoopNaive, naive),
+        "loop_host_read": (lambda: LoopHostRead(tmp), naive),
         "scan_bare": (lambda: ScanBare(scan), scan),
         "scan_monitor": (lambda: ScanMonitor(scan, tmp), scan),
         "scan_outputs": (lambda: ScanOutputs(scan, tmp), scan),
@@ -310,6 +339,7 @@ SUITE = Suite(
         "tiny_scan_chunked": ("scan_chunked", "scan_bare"),
         "tiny_for_loop": ("for_loop_monitor", "for_loop_bare"),
         "naive_loop": ("loop_naive", "loop_bare"),
+        "host_read_loop": ("loop_host_read", "loop_bare"),
         "naive_scan": ("scan_naive", "scan_bare"),
     },
     goals={"tiny_loop": 1.05, "tiny_scan": 1.05, "tiny_scan_outputs": 1.03, "tiny_scan_chunked": 1.05,
