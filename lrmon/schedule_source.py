@@ -83,6 +83,8 @@ def move_to_step(schedule: Any, step: int) -> None:
     """Put a schedule that holds a step at ``step`` (resume); pure curves and observed schedules hold none."""
     if _is_braintools_scheduler(schedule) and not Role(schedule).observed:
         schedule.step(step)
+        if type(schedule).__name__ == "ChainedScheduler":  # it jumps its children but counts its own step by one
+            schedule.last_epoch.value = step
 
 
 def _is_braintools_scheduler(schedule: Any) -> bool:

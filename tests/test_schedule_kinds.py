@@ -260,3 +260,64 @@ def test_preview_draws_every_supported_schedule_from_the_command_line(tmp_path, 
 def main_output(main, capsys, name, cases):
     assert main(["preview", "--schedule", name, "--args", json.dumps(cases[name]), "--no-plot"]) == 0
     return capsys.readouterr().out
+
+
+def braintools_schedulers():
+    """One configuration of each braintools scheduler the monitor steps (built fresh on each call)."""
+    import braintools
+
+    o = braintools.optim
+    return {
+        "StepLR": lambda: o.StepLR(base_lr=0.1, step_size=7, gamma=0.5),
+        "MultiStepLR": lambda: o.MultiStepLR(base_lr=0.1, milestones=(5, 12, 30), gamma=0.3),
+        "ExponentialLR": lambda: o.ExponentialLR(base_lr=0.1, gamma=0.95),
+        "CosineAnnealingLR": lambda: o.CosineAnnealingLR(base_lr=0.1, T_max=30, eta_min=1e-3),
+        "CosineAnnealingWarmRestarts": lambda: o.CosineAnnealingWarmRestarts(base_lr=0.1, T_0=6, T_mult=2),
+        "OneCycleLR": lambda: o.OneCycleLR(max_lr=0.1, total_steps=30),
+        "LinearLR": lambda: o.LinearLR(base_lr=0.1, start_factor=0.2, total_iters=10),
+        "ConstantLR": lambda: o.ConstantLR(base_lr=0.1, factor=0.5, total_iters=8),
+        "PolynomialLR": lambda: o.PolynomialLR(base_lr=0.1, total_iters=25, power=2.0),
+        "CyclicLR": lambda: o.CyclicLR(base_lr=0.01, max_lr=0.1, step_size_up=4),
+        "PiecewiseConstantSchedule": lambda: o.PiecewiseConstantSchedule(base_lr=0.1, boundaries=[10, 20],
+                                                                          values=[0.1, 0.05, 0.01]),
+        "SequentialLR": lambda: o.SequentialLR([o.LinearLR(base_lr=0.1, start_factor=0.1, total_iters=5),
+                                                o.StepLR(base_lr=0.1, step_size=6, gamma=0.5)], milestones=[5]),
+        "ChainedScheduler": lambda: o.ChainedScheduler([o.StepLR(base_lr=0.1, step_size=6, gamma=0.5),
+                                                        o.LinearLR(base_lr=0.1, start_factor=0.5, total_iters=9)]),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(braintools_schedulers()))
+def test_each_braintools_scheduler_logs_its_applied_lr_and_resumes_bit_for_bit(name):
+    import brainstate
+    import braintools
+
+    build = braintools_schedulers()[name]
+
+    def run(steps, resume_from=None):
+        scheduler = build()
+        weight = brainstate.ParamState(jnp.zeros(()))
+        optimizer = braintools.optim.SGD(lr=scheduler)
+        optimizer.register_trainable_weights({"w": weight})
+        memory, applied = lrmon.MemorySink(), []
+        monitor = lrmon.LRMonitor(scheduler, [memory], resume_from=resume_from)
+        for _ in range(monitor.step_count, steps):
+            before = float(weight.value)
+            optimizer.update({"w": jnp.ones(())})
+            applied.append(before - float(weight.value))
+            monitor.step()
+        state = monitor.state_dict()
+        monitor.close()
+        return memory, np.asarray(applied), state
+
+    full, applied, _ = run(40)
+    lrs = np.asarray([lr for _, lr in full.scalars["lr"]])
+    np.testing.assert_allclose(lrs, applied, rtol=1e-5, atol=1e-7)  # the LR logged is the LR applied
+    from lrmon.schedule_source import curve_of
+
+    curve = curve_of(build())
+    assert full.events == sorted((step, kind) for kind, step in curve.events(0, 40))
+    first, _, state = run(17)
+    rest, _, _ = run(40, resume_from=state)
+    assert first.scalars["lr"] + rest.scalars["lr"] == full.scalars["lr"]  # bit for bit
+    assert first.events + [e for e in rest.events if e[1] != "resume"] == full.events
