@@ -16,7 +16,7 @@ import numpy as np
 
 from lrmon._validation import check_step_count
 from lrmon.delivery import Values
-from lrmon.host_buffer import padded_steps
+from lrmon.host_buffer import curve_at
 
 __all__ = ["ChunkedScan", "Body", "chunk_rows"]
 
@@ -69,8 +69,7 @@ def chunk_rows(first: int, count: int, metrics: Mapping[str, Any], log_every: in
     steps = np.arange(first, first + count, dtype=np.int64)
     logged = steps[steps % log_every == 0]
     rows = logged - first
-    size = 1 << max(len(logged) - 1, 0).bit_length()  # a power of 2: few shapes, few compiles
-    lrs = lr_of_steps(padded_steps(logged, size))
+    lrs = curve_at(logged, lr_of_steps)
 
     def values() -> Values:
         return logged, np.asarray(lrs, np.float64)[: len(logged)], {

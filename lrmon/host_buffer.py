@@ -16,7 +16,7 @@ import numpy as np
 from lrmon.delivery import Values
 from lrmon.fetch import PendingScalars
 
-__all__ = ["HostBuffer", "PendingRows", "padded_steps", "outputs_as_rows"]
+__all__ = ["HostBuffer", "PendingRows", "curve_at", "padded_steps", "outputs_as_rows"]
 
 #: Device scalars fetched per compiled stacking call. The call takes one argument per scalar and compiles once per
 #: size; compiling it grows faster than linearly with that size (4096 arguments: ~9 s, 16384: >2 min on a 2-core
@@ -98,6 +98,12 @@ def _columns(steps: np.ndarray, rows: list[Mapping[str, Any]], uniform: bool
             lists.setdefault(name, ([], []))[0].append(step)
             lists[name][1].append(value)
     return {name: (np.asarray(s, np.int64), values) for name, (s, values) in lists.items()}
+
+
+def curve_at(steps: np.ndarray, lr_of_steps: Callable[[np.ndarray], Any]) -> Any:
+    """The compiled curve at ``steps`` (dispatched, not read), padded to a power of 2: few shapes, few compiles;
+    the first ``len(steps)`` rows are the LRs."""
+    return lr_of_steps(padded_steps(steps, 1 << max(len(steps) - 1, 0).bit_length()))
 
 
 def padded_steps(steps: np.ndarray, size: int) -> np.ndarray:

@@ -34,7 +34,7 @@ from lrmon.delivery import Delivery, Values
 from lrmon.dispatch import SinkSet
 from lrmon.graph import GraphBuffer
 from lrmon.graph_recorder import GraphRecorder
-from lrmon.host_buffer import HostBuffer, outputs_as_rows, padded_steps
+from lrmon.host_buffer import HostBuffer, curve_at, outputs_as_rows
 from lrmon.resuming import load_resume
 from lrmon.saving import StateSaver
 from lrmon.plateau import CUT_PREFIX, PlateauObserver
@@ -224,8 +224,7 @@ class LRMonitor:
         if rows is None:
             return
         logged, columns, last_step = rows
-        size = 1 << max(len(logged) - 1, 0).bit_length()  # a power of 2: few shapes, few compiles
-        lrs = np.asarray(self._lr_of_steps(padded_steps(logged, size)), np.float64)[: len(logged)]
+        lrs = np.asarray(curve_at(logged, self._lr_of_steps), np.float64)[: len(logged)]
         self._write_due()  # what the host path buffered comes first
         self._take(logged, lambda: (logged, lrs, columns), last_step)
 
