@@ -226,7 +226,7 @@ def test_eight_devices_duplicates_were_really_delivered(runs, scenario):
 
 
 # -- jax.distributed: 2 processes x 2 devices ---------------------------------------------------------------------
-LOOPS = ("host", "graph_jit", "graph_shard_map")
+LOOPS = ("host", "graph_jit", "graph_shard_map", "chunked_scan")
 WANDB_LOOPS = ("host", "graph_shard_map")
 
 

@@ -6,7 +6,9 @@ the same small model on data sharded over the 4 global devices, in three monitor
 * ``host``: a Python loop around a jitted step, ``monitor.step(loss=...)`` (flushes every 8 steps);
 * ``graph_jit``: ``lax.scan`` under jit over the global mesh, ``graph_record`` (callback fires in process 0 only);
 * ``graph_shard_map``: ``lax.scan`` under shard_map over the global mesh, with a cross-process ``pmean``
-  (callback fires on every device of every process).
+  (callback fires on every device of every process);
+* ``chunked_scan``: ``monitor.scan`` over the global data in chunks of 16 steps (no callback: the per-step losses
+  leave as outputs, read in every process at the same point).
 
 Every monitor gets a ``JsonlSink``, a ``TensorBoardSink`` and (host and graph_shard_map, which also save the
 monitor's state every ``SAVE_EVERY`` steps) an offline ``WandbSink``, all under
@@ -125,9 +127,23 @@ def graph_shard_map():
     return monitor, sinks, counter, losses
 
 
+def chunked_scan():
+    schedule, monitor, sinks = new_monitor("chunked_scan", False)
+
+    def body(carry, x):
+        w, step = carry
+        loss, grad = jax.value_and_grad(loss_fn)(w, x)
+        return (w - schedule.lr_at(step) * grad, step + 1), {"loss": loss}
+
+    start = (jnp.zeros(4), jnp.int32(0))
+    monitor.scan(body, start, DATA, chunk=16)
+    _, reference = jax.jit(lambda carry, xs: jax.lax.scan(body, carry, xs))(start, DATA)  # the same training
+    return monitor, sinks, None, reference["loss"]
+
+
 def main() -> None:
     report = {"process_index": jax.process_index(), "loops": {}}
-    for loop in (host, graph_jit, graph_shard_map):
+    for loop in (host, graph_jit, graph_shard_map, chunked_scan):
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
