@@ -21,6 +21,7 @@ lrmon 0.1); every other curve's has ``"curve": <name>``.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -120,6 +121,6 @@ def check_event_kind(kind: str) -> str:
 
 
 def _import_families() -> None:
-    import lrmon.schedules._function  # noqa: F401
-    import lrmon.schedules.braintools  # noqa: F401  (registers its curves)
-    import lrmon.schedules.optax  # noqa: F401
+    """Import the modules that register curve families (each registers itself on import)."""
+    for module in ("lrmon.schedules._function", "lrmon.schedules.braintools", "lrmon.schedules.optax"):
+        importlib.import_module(module)
