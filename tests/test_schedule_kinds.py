@@ -15,7 +15,9 @@ import optax
 import pytest
 
 import lrmon
-from _trackers import accumulator, wandb_env  # noqa: F401  (a fixture)
+from _trackers import accumulator, wandb_env
+
+__all__ = ["wandb_env"]  # the fixture, imported for pytest
 from lrmon.hyperparams import injected_hyperparams
 from lrmon.schedules import optax as lo
 
