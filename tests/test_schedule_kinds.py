@@ -16,10 +16,10 @@ import pytest
 
 import lrmon
 from _trackers import accumulator, wandb_env
-
-__all__ = ["wandb_env"]  # the fixture, imported for pytest
 from lrmon.hyperparams import injected_hyperparams
 from lrmon.schedules import optax as lo
+
+__all__ = ["wandb_env"]  # the fixture, imported for pytest
 
 WORKER = Path(__file__).parent / "_resume" / "plateau_worker.py"
 
