@@ -24,7 +24,11 @@ from typing import Any, Sequence
 
 import jax
 
-__all__ = ["injected_hyperparams", "HYPERPARAM_PREFIX"]
+__all__ = ["injected_hyperparams", "optimizer_hyperparams", "HYPERPARAM_PREFIX"]
+
+#: A braintools optimizer's public hyperparameters: attribute -> metric names (``betas`` gives ``b1`` and ``b2``).
+_BRAINTOOLS_HYPERPARAMS = {"momentum": ("momentum",), "weight_decay": ("weight_decay",), "betas": ("b1", "b2"),
+                           "eps": ("eps",)}
 
 #: Prefix of the metric names :func:`injected_hyperparams` returns: ``hparams/weight_decay``.
 HYPERPARAM_PREFIX = "hparams/"
@@ -58,6 +62,26 @@ def injected_hyperparams(opt_state: Any, *, skip: Sequence[str] = ("learning_rat
         for name, value in hyperparams.items():
             if name not in skip and getattr(value, "size", 1) == 1:
                 metrics[f"{HYPERPARAM_PREFIX}{where}{name}"] = value
+    return metrics
+
+
+def optimizer_hyperparams(optimizer: Any) -> dict[str, float]:
+    """A braintools optimizer's momentum, weight decay, betas and eps, where it has them, as metrics.
+
+    braintools optimizers hold these as plain numbers (they are not scheduled), so this reads public attributes
+    once: ``monitor.step(loss=l, **hparams)`` with ``hparams = optimizer_hyperparams(opt)`` taken before the loop.
+
+    Returns:
+      ``{"hparams/momentum": ..., "hparams/weight_decay": ..., "hparams/b1": ..., "hparams/b2": ...,
+      "hparams/eps": ...}``, each key only where the optimizer has the attribute.
+    """
+    metrics: dict[str, float] = {}
+    for attribute, names in _BRAINTOOLS_HYPERPARAMS.items():
+        value = getattr(optimizer, attribute, None)
+        if value is None or isinstance(value, bool):
+            continue
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        metrics.update({f"{HYPERPARAM_PREFIX}{name}": float(v) for name, v in zip(names, values)})
     return metrics
 
 

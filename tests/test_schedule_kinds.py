@@ -323,3 +323,22 @@ def test_each_braintools_scheduler_logs_its_applied_lr_and_resumes_bit_for_bit(n
     rest, _, _ = run(40, resume_from=state)
     assert first.scalars["lr"] + rest.scalars["lr"] == full.scalars["lr"]  # bit for bit
     assert first.events + [e for e in rest.events if e[1] != "resume"] == full.events
+
+
+def test_a_braintools_optimizers_momentum_weight_decay_and_betas_are_logged():
+    braintools = pytest.importorskip("braintools")
+    from lrmon.hyperparams import optimizer_hyperparams
+
+    scheduler = braintools.optim.StepLR(base_lr=0.1, step_size=5)
+    adamw = braintools.optim.AdamW(lr=scheduler, betas=(0.8, 0.99), weight_decay=0.05)
+    assert optimizer_hyperparams(adamw) == {"hparams/b1": pytest.approx(0.8), "hparams/b2": pytest.approx(0.99),
+                                            "hparams/eps": pytest.approx(1e-8),
+                                            "hparams/weight_decay": pytest.approx(0.05)}
+    assert optimizer_hyperparams(braintools.optim.Momentum(lr=0.1, momentum=0.9))["hparams/momentum"] == \
+        pytest.approx(0.9)
+    memory = lrmon.MemorySink()
+    with lrmon.LRMonitor(scheduler, [memory]) as monitor:
+        hparams = optimizer_hyperparams(adamw)
+        for _ in range(3):
+            monitor.step(**hparams)
+    assert memory.scalars["hparams/weight_decay"] == [(t, pytest.approx(0.05)) for t in range(3)]
