@@ -34,7 +34,7 @@ def main() -> int:
     steps = args.steps
     config = CurveConfig(3e-3, steps // 10, steps, 1e-5, 1e-5)  # examples/quickstart.py's schedule
     expected_lr = np.asarray(config.lr_at(np.arange(steps)), np.float64)[:, 0]
-    expected_events = {kind: step for kind, step in config.event_steps().items() if step < steps}
+    expected_events = {kind: step for kind, step in config.events() if step < steps}
     problems: list[str] = []
 
     def check(condition: bool, what: str) -> None:
