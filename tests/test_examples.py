@@ -163,6 +163,9 @@ def test_quickstart_main_job(example_runs):
     states = [a for a in run["artifacts"] if a["type"] == "lr-schedule-state"]
     assert sorted(a["metadata"]["step"] for a in states) == [30, 60, 90, 120]
     assert "[lrmon] warmup_end at step 11" in result.stderr  # the console sink's event line
+    check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_main_job.py"), str(out), "--steps", "120"],
+                           capture_output=True, text=True, timeout=180)  # what CI checks after the main job
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
 
 
 def test_optax_loop(example_runs):
