@@ -70,11 +70,11 @@ class Delivery:
         if not due:
             return
         lrs = self.config.exact_lr_at([step for step, _ in due])  # NumPy: this may run in a host callback
-        self.emit_observed([(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]) + detail_suffix)
+        self.send_events([(step, kind, tuple(lrs[i].tolist()), _describe(kind, step, lrs[i]) + detail_suffix)
                             for i, (step, kind) in enumerate(due)])
 
-    def emit_observed(self, events: Sequence[tuple[int, str, tuple[float, ...], str]]) -> None:
-        """Send events ``(step, kind, lrs, detail)`` whose LRs were observed, not planned (a plateau's cuts)."""
+    def send_events(self, events: Sequence[tuple[int, str, tuple[float, ...], str]]) -> None:
+        """Send events ``(step, kind, lrs, detail)`` as they are (planned ones, or a plateau's observed cuts)."""
         if self.writes:
             self.courier.call(Sink.write_events, [Event(*event) for event in events])
 

@@ -11,8 +11,9 @@ Host path: :meth:`LRMonitor.step` keeps references (nothing is read from the dev
 logged steps, after each event step and at each save the rows go to the courier, whose thread reads them in one
 transfer and writes them in one batch. In-graph path: :meth:`graph_record` / :meth:`graph_step` fill a device ring
 buffer that leaves the graph through one ``jax.debug.callback`` per ``graph_capacity`` logged steps;
-:meth:`record_many` takes a compiled loop's per-step outputs after it. Events are a function of the step (no device
-work): each of ``warmup_start``, ``warmup_end``, ``cosine_start``, ``end``, ``overrun`` is emitted once.
+:meth:`record_many` and :meth:`scan` take a compiled loop's per-step outputs after it. A schedule's planned events are
+a function of the step (no device work; the curve's ``events``, :mod:`lrmon.schedules`), each emitted once; a
+plateau's cuts are observed (:mod:`lrmon.plateau`).
 """
 
 from __future__ import annotations
@@ -38,9 +39,7 @@ from lrmon.host_buffer import HostBuffer, curve_at, outputs_as_rows
 from lrmon.resuming import load_resume
 from lrmon.saving import StateSaver
 from lrmon.plateau import CUT_PREFIX, PlateauObserver
-from lrmon.schedule_source import (
-    Role, curve_of, current_step_of, move_to_step, step_driven_schedule,
-)
+from lrmon.schedule_source import Role, curve_of, step_driven_schedule
 from lrmon.schedules._protocol import Curve
 from lrmon.sinks import RunInfo, Sink
 from lrmon.state import MonitorState, state_to_dict
@@ -128,10 +127,10 @@ class LRMonitor:
         resumed = None if resume_from is None else load_resume(resume_from, resume_step, self.config,
                                                                allow_config_change)
         if resumed is not None:
-            move_to_step(self.schedule, resumed.step)
+            self._role.move_to(resumed.step)
         self.lr_tags: tuple[str, ...] = lr_tags(self.config.num_groups, group_names)
         self._books = Bookkeeping(
-            self.config, current_step_of(schedule) if resumed is None else resumed.step,
+            self.config, self._role.start_step() if resumed is None else resumed.step,
             flush_every=self.flush_every, log_every=self.log_every, save_every=self.save_every,
             last_logged_step=None if resumed is None else resumed.last_logged_step,
             emitted=() if resumed is None else resumed.state.emitted_events)
@@ -203,7 +202,9 @@ class LRMonitor:
             self._host.append(t, metrics, self.schedule.current_lrs.value)
         if self._plateau is None:
             step_driven_schedule(self.schedule, t)
-        cut = None if self._plateau is None else self._plateau.check()
+            cut = None
+        else:
+            cut = self._plateau.check()
         self._books.step = t + 1
         if cut is not None:
             self._send_cut(t, cut)
@@ -396,7 +397,7 @@ class LRMonitor:
         self._write_due()
         with self._lock:
             self._books.note_sent([(t, cut.kind)])
-            self._delivery.emit_observed([(t, cut.kind, cut.new, cut.describe(t))])
+            self._delivery.send_events([(t, cut.kind, cut.new, cut.describe(t))])
 
     def _state_at(self, step: int) -> MonitorState:
         schedule_state = None if self._plateau is None else self._plateau.state()
@@ -406,7 +407,7 @@ class LRMonitor:
         """Save the state of the current step (unless saved already), after everything buffered."""
         self._write_due()
         if not self._role.drives() and self._recorder.state is None:
-            move_to_step(self.schedule, self._books.step)  # bring a pure warmup + cosine schedule to the step
+            self._role.move_to(self._books.step)  # bring a pure warmup + cosine schedule to the step
         with self._lock:
             if self._books.saved_step != self._books.step:
                 self._books.note_saved(self._books.step)

@@ -30,7 +30,7 @@ import numpy as np
 
 from lrmon.curve import PHASES, CurveConfig
 from lrmon.schedules._function import FunctionCurve
-from lrmon.schedules._protocol import CURVE_KEY, Curve, curve_name
+from lrmon.schedules._protocol import Curve, config_fields, curve_name
 from lrmon.tags import lr_tags
 from lrmon._drawing import EVENT_COLORS, PHASE_COLORS, darker, mark_events, new_figure, png_bytes, save, shade_phases, x_limits
 from lrmon.runs import RunData, RunReadError
@@ -109,9 +109,8 @@ def describe_curve(config: Curve) -> str:
     if isinstance(config, CurveConfig):
         return (f"warmup + cosine schedule: base_lr {_format_lrs(config.base_lrs)}{groups}, "
                 f"warmup_start_lr {config.warmup_start_lr:g}, eta_min {config.eta_min:g}")
-    data = config.to_dict()
-    fields = {**{k: v for k, v in data.items() if k not in (CURVE_KEY, "args")}, **data.get("args", {})}
-    return f"{curve_name(config)} schedule{groups}: " + ", ".join(f"{k} {json.dumps(v)}" for k, v in fields.items())
+    return f"{curve_name(config)} schedule{groups}: " + ", ".join(
+        f"{k} {json.dumps(v)}" for k, v in config_fields(config).items())
 
 
 def schedule_summary(config: Curve, end: int | None = None) -> list[str]:

@@ -21,7 +21,7 @@ from lrmon.curve import CurveConfig
 from lrmon.schedules._function import FunctionCurve
 from lrmon.schedules._protocol import Curve
 
-__all__ = ["curve_of", "current_step_of", "Role", "step_driven_schedule", "move_to_step"]
+__all__ = ["curve_of", "Role", "step_driven_schedule"]
 
 _WARMUP_COSINE = "WarmupCosineSchedule"
 
@@ -45,27 +45,32 @@ def curve_of(schedule: Any) -> Curve:
     )
 
 
-def current_step_of(schedule: Any) -> int:
-    """The step a stepped schedule is at (its ``last_epoch``, read once); 0 for pure and observed schedules."""
-    if Role(schedule).observed or not hasattr(schedule, "last_epoch"):
-        return 0
-    return int(jax.device_get(schedule.last_epoch.value))
-
-
 class Role:
-    """How the monitor moves a schedule, decided once (:func:`role_of`); :meth:`drives` is the per-step test."""
+    """How the monitor moves a schedule, decided once; :meth:`drives` is the per-step test."""
 
     def __init__(self, schedule: Any) -> None:
         braintools = _is_braintools_scheduler(schedule)
         self.observed = braintools and type(schedule).__name__ == "ReduceLROnPlateau"
         self._bindable = braintools and type(schedule).__name__ == _WARMUP_COSINE
         self._stepped = braintools and not self.observed and not self._bindable
+        self._holds_step = braintools and not self.observed
         self._schedule = schedule
 
     def drives(self) -> bool:
         """True when an optimizer reads the schedule's stepped state: a braintools scheduler (a warmup + cosine
         one once an optimizer has bound it with ``lr=schedule``); never an observed one, which the user steps."""
         return self._stepped or (self._bindable and self._schedule.optimizer is not None)
+
+    def start_step(self) -> int:
+        """The step a schedule that holds one is at (its ``last_epoch``, read once); 0 for the others."""
+        return int(jax.device_get(self._schedule.last_epoch.value)) if self._holds_step else 0
+
+    def move_to(self, step: int) -> None:
+        """Put a schedule that holds a step at ``step`` (resume); pure curves and observed schedules hold none."""
+        if self._holds_step:
+            self._schedule.step(step)
+            if type(self._schedule).__name__ == "ChainedScheduler":  # it jumps its children, counts itself by one
+                self._schedule.last_epoch.value = step
 
 
 def step_driven_schedule(schedule: Any, t: int) -> None:
@@ -77,14 +82,6 @@ def step_driven_schedule(schedule: Any, t: int) -> None:
             "do not also call schedule.step() yourself"
         )
     schedule.step()
-
-
-def move_to_step(schedule: Any, step: int) -> None:
-    """Put a schedule that holds a step at ``step`` (resume); pure curves and observed schedules hold none."""
-    if _is_braintools_scheduler(schedule) and not Role(schedule).observed:
-        schedule.step(step)
-        if type(schedule).__name__ == "ChainedScheduler":  # it jumps its children but counts its own step by one
-            schedule.last_epoch.value = step
 
 
 def _is_braintools_scheduler(schedule: Any) -> bool:
