@@ -13,6 +13,11 @@ Run ``python benchmarks/loops.py [--quick] [--rounds N] [--only KEY,...]``; the 
                     ``monitor.record_many`` takes after each compiled block: no callback inside the loop.
 ``tiny_scan_chunked`` ``monitor.scan``: the same scan in compiled chunks of ``scan_block`` steps, the loss a
                     per-step output read on the courier's thread while the next chunk runs.
+``tiny_loop_floor`` the physical floor of the host path on the same loop: the loss kept by reference
+                    (``list.append``) and, every ``flush_every`` (256) steps, read in one stacked device call
+                    (``lrmon.fetch.PendingScalars``, what the monitor's flush does) and freed in bulk.
+``trivial_call``    a trivial jitted call (``x + 1``) in a Python loop, with ``monitor.step(loss=y)`` after each;
+                    ``monitor_step_us`` is the monitor's own cost per step over it (the median difference).
 ``naive_loop``      the tiny Python-loop step with a ``jax.debug.callback`` per step writing (step, lr, loss) to a
                     ``MemorySink`` -- what users write themselves (baseline, not a goal).
 ``naive_scan``      the same callback inside the ``lax.scan`` body.
@@ -55,6 +60,69 @@ class _MemorySinkMixin:
 
     def trim(self) -> None:
         self.sink.clear()
+
+
+class LoopFloor(LoopBare):
+    """The floor: each step's loss appended to a list; every ``FLUSH`` steps one stacked read, then freed."""
+
+    FLUSH = 256
+
+    def run(self, n: int) -> None:
+        from lrmon.fetch import PendingScalars
+
+        step, w, opt_state, held = self.step, self.w, self.opt_state, []
+        for _ in range(n):
+            w, opt_state, loss = step(w, opt_state)
+            held.append(loss)
+            if len(held) == self.FLUSH:
+                PendingScalars(held, self.FLUSH).result()
+                held = []
+        block_until_ready((w, loss))
+        self.w, self.opt_state = w, opt_state
+
+
+class CallBare(Variant):
+    """A trivial jitted call (``x + 1``) in a Python loop."""
+
+    def __init__(self) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        self.call, self.x = jax.jit(lambda x: x + 1.0), jnp.zeros((), jnp.float32)
+
+    def run(self, n: int) -> None:
+        call, x = self.call, self.x
+        for _ in range(n):
+            x = self._after(call(x))
+        block_until_ready(x)
+        self.x = x
+
+    def _after(self, x):
+        return x
+
+
+class CallMonitor(_MemorySinkMixin, CallBare):
+    """The trivial call with ``monitor.step(loss=y)`` after each."""
+
+    def __init__(self, tmp: str) -> None:
+        super().__init__()
+        self.monitor = monitor(schedule(), [self._new_sink()], tmp)
+        self._step = self.monitor.step
+
+    def _after(self, x):
+        self._step(loss=x)
+        return x
+
+    def close(self) -> None:
+        self.monitor.close()
+
+
+def monitor_step_us(run: Run) -> dict[str, Any]:
+    """The monitor's own cost per ``step()`` (flushes included): median monitored minus median bare trivial call."""
+    monitored, bare = run.median("call_monitor"), run.median("call_bare")
+    if monitored is None or bare is None:
+        raise SystemExit("monitor_step_us is measured with trivial_call: add it to --only")
+    return {"monitor_step_us": round((monitored - bare) * 1e6, 3), "trivial_call_us": round(bare * 1e6, 3)}
 
 
 class LoopNaive(_MemorySinkMixin, LoopBare):
@@ -317,6 +385,9 @@ def variants(run: Run) -> _harness.Factories:
     return {
         "loop_bare": (LoopBare, cfg["tiny_block"]),
         "loop_monitor": (lambda: LoopMonitor(tmp), cfg["tiny_block"]),
+        "loop_floor": (LoopFloor, cfg["tiny_block"]),
+        "call_bare": (CallBare, cfg["call_block"]),
+        "call_monitor": (lambda: CallMonitor(tmp), cfg["call_block"]),
         "loop_naive": (LoopNaive, naive),
         "loop_host_read": (lambda: LoopHostRead(tmp), naive),
         "scan_bare": (lambda: ScanBare(scan), scan),
@@ -330,10 +401,12 @@ def variants(run: Run) -> _harness.Factories:
 
 
 SUITE = Suite(
-    full=dict(LOOP_FULL, scan_block=4096, naive_block=256),
-    quick=dict(LOOP_QUICK, scan_block=128, naive_block=16),
+    full=dict(LOOP_FULL, scan_block=4096, naive_block=256, call_block=8192),
+    quick=dict(LOOP_QUICK, scan_block=128, naive_block=16, call_block=256),
     pairs={
         "tiny_loop": ("loop_monitor", "loop_bare"),
+        "tiny_loop_floor": ("loop_floor", "loop_bare"),
+        "trivial_call": ("call_monitor", "call_bare"),
         "tiny_scan": ("scan_monitor", "scan_bare"),
         "tiny_scan_outputs": ("scan_outputs", "scan_bare"),
         "tiny_scan_chunked": ("scan_chunked", "scan_bare"),
@@ -343,8 +416,9 @@ SUITE = Suite(
         "naive_scan": ("scan_naive", "scan_bare"),
     },
     goals={"tiny_loop": 1.05, "tiny_scan": 1.05, "tiny_scan_outputs": 1.03, "tiny_scan_chunked": 1.05,
-           "tiny_for_loop": 1.05},
+           "tiny_for_loop": 1.05, "monitor_step_us": 0.8},
     variants=variants,
+    measures={"monitor_step_us": monitor_step_us},
 )
 
 if __name__ == "__main__":

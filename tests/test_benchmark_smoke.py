@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RATIO_KEYS = ["tiny_loop", "tiny_scan", "tiny_for_loop", "realistic_full", "tiny_full", "naive_loop", "naive_scan"]
+RATIO_KEYS = ["tiny_loop", "tiny_loop_floor", "trivial_call", "tiny_scan", "tiny_scan_outputs", "tiny_scan_chunked",
+              "tiny_for_loop", "realistic_full", "tiny_full", "naive_loop", "host_read_loop", "naive_scan"]
 
 
 def _run_quick(script: str, cwd: Path, *args: str) -> list[str]:
@@ -40,6 +41,10 @@ def test_quick_benchmark_prints_every_measurement_as_json(tmp_path):
     # memory growth over a run can be exactly zero (pages already resident): finite and not negative
     growth = result["rss_growth_mb_1m"]
     assert isinstance(growth, (int, float)) and math.isfinite(growth) and growth >= 0, growth
+    # the monitor's own cost per step over a trivial call: a difference of two medians (finite; its sign is noise
+    # in a quick run)
+    assert isinstance(result["monitor_step_us"], float) and math.isfinite(result["monitor_step_us"])
+    assert _positive(result["trivial_call_us"])
     assert result["state_saving"] is True
     assert result["quick"] is True
     assert set(result["medians_us"]) >= {"loop_bare", "loop_monitor", "scan_bare", "scan_monitor", "mlp_bare"}
