@@ -91,8 +91,9 @@ class Run:
 @dataclass
 class Suite:
     """What one script measures. ``pairs``: ratio key -> (monitored variant, bare variant), built by ``variants``;
-    ``measures``: other keys -> a function of the run returning that key and its extras; ``report``: extras
-    derived from the timed variants; ``slow``: keys --quick leaves out; ``full``/``quick``: its configuration."""
+    ``measures``: other keys -> a function of the run returning that key and its extras; ``needs``: measure key ->
+    the pair whose timed variants it reads (measured with it); ``report``: extras derived from the timed variants;
+    ``slow``: keys --quick leaves out; ``full``/``quick``: its configuration."""
 
     full: dict[str, int]
     quick: dict[str, int]
@@ -100,6 +101,7 @@ class Suite:
     goals: dict[str, float] = field(default_factory=dict)
     variants: Callable[[Run], Factories] = lambda run: {}
     measures: dict[str, Callable[[Run], dict[str, Any]]] = field(default_factory=dict)
+    needs: dict[str, str] = field(default_factory=dict)
     report: Callable[[Run], dict[str, Any]] = lambda run: {}
     slow: frozenset[str] = frozenset()
 
@@ -239,7 +241,8 @@ def _parse(suites: list[Suite], description: str, argv: list[str] | None) -> tup
     wanted = set(args.only.split(",")) if args.only else all_keys - slow
     if wanted - all_keys:
         parser.error(f"unknown keys {sorted(wanted - all_keys)}; known: {sorted(all_keys)}")
-    return args, wanted
+    needs = {key: pair for suite in suites for key, pair in suite.needs.items()}
+    return args, wanted | {needs[key] for key in wanted & set(needs)}
 
 
 def main(suites: list[Suite], description: str, argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ Run ``python benchmarks/loops.py [--quick] [--rounds N] [--only KEY,...]``; the 
 ``tiny_scan_chunked`` ``monitor.scan``: the same scan in compiled chunks of ``scan_block`` steps, the loss a
                     per-step output read on the courier's thread while the next chunk runs.
 ``tiny_loop_floor`` the physical floor of the host path on the same loop: the loss kept by reference
-                    (``list.append``) and, every ``flush_every`` (256) steps, read in one stacked device call
+                    (``list.append``) and, every 256 steps (``lrmon.host_buffer.FETCH_CHUNK``), read in one stacked device call
                     (``lrmon.fetch.PendingScalars``, what the monitor's flush does) and freed in bulk.
 ``trivial_call``    a trivial jitted call (``x + 1``) in a Python loop, with ``monitor.step(loss=y)`` after each;
                     ``monitor_step_us`` is the monitor's own cost per step over it (the median difference).
@@ -63,19 +63,19 @@ class _MemorySinkMixin:
 
 
 class LoopFloor(LoopBare):
-    """The floor: each step's loss appended to a list; every ``FLUSH`` steps one stacked read, then freed."""
-
-    FLUSH = 256
+    """The floor: each step's loss appended to a list; every ``FETCH_CHUNK`` steps (the monitor's stacked read of a
+    default flush) one stacked read, then freed."""
 
     def run(self, n: int) -> None:
         from lrmon.fetch import PendingScalars
+        from lrmon.host_buffer import FETCH_CHUNK
 
         step, w, opt_state, held = self.step, self.w, self.opt_state, []
         for _ in range(n):
             w, opt_state, loss = step(w, opt_state)
             held.append(loss)
-            if len(held) == self.FLUSH:
-                PendingScalars(held, self.FLUSH).result()
+            if len(held) == FETCH_CHUNK:
+                PendingScalars(held, FETCH_CHUNK).result()
                 held = []
         block_until_ready((w, loss))
         self.w, self.opt_state = w, opt_state
@@ -120,8 +120,6 @@ class CallMonitor(_MemorySinkMixin, CallBare):
 def monitor_step_us(run: Run) -> dict[str, Any]:
     """The monitor's own cost per ``step()`` (flushes included): median monitored minus median bare trivial call."""
     monitored, bare = run.median("call_monitor"), run.median("call_bare")
-    if monitored is None or bare is None:
-        raise SystemExit("monitor_step_us is measured with trivial_call: add it to --only")
     return {"monitor_step_us": round((monitored - bare) * 1e6, 3), "trivial_call_us": round(bare * 1e6, 3)}
 
 
@@ -419,6 +417,7 @@ SUITE = Suite(
            "tiny_for_loop": 1.05, "monitor_step_us": 0.8},
     variants=variants,
     measures={"monitor_step_us": monitor_step_us},
+    needs={"monitor_step_us": "trivial_call"},
 )
 
 if __name__ == "__main__":

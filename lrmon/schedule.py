@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from lrmon._state_schema import STATE_VERSION, SchemaError, read_schedule_state, schedule_state_dict
 from lrmon._validation import check_step_count
 from lrmon.curve import CurveConfig
-from lrmon.schedules._protocol import Curve, differing_fields, field_value
+from lrmon.schedules._protocol import Curve, config_fields, differing_fields
 
 __all__ = ["WarmupCosineSchedule", "ConfigMismatchError", "SCHEDULE_STATE_VERSION"]
 
@@ -50,8 +50,8 @@ class ConfigMismatchError(ValueError):
 
     def __init__(self, fields: Sequence[str], saved: Curve, current: Curve) -> None:
         self.fields = list(fields)
-        details = ", ".join(f"{f}: saved {field_value(saved, f)!r} != current {field_value(current, f)!r}"
-                            for f in fields)
+        was, now = config_fields(saved), config_fields(current)
+        details = ", ".join(f"{f}: saved {was.get(f)!r} != current {now.get(f)!r}" for f in fields)
         super().__init__(
             f"saved schedule configuration differs in {self.fields} ({details}); "
             "pass allow_config_change=True to keep the current configuration and continue from the saved step"

@@ -27,7 +27,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 __all__ = ["Curve", "CURVE_KEY", "register", "curve_from_dict", "curve_names", "check_event_kind", "differing_fields",
-           "curve_name", "config_fields", "field_value"]
+           "curve_name", "config_fields"]
 
 #: Key of ``to_dict()`` naming the curve's family (absent for warmup + cosine).
 CURVE_KEY = "curve"
@@ -110,11 +110,6 @@ def config_fields(curve: Curve) -> dict[str, Any]:
     """The configuration fields of ``curve``: ``to_dict()`` without its ``"curve"`` key, ``"args"`` flattened."""
     data = curve.to_dict()
     return {**{k: v for k, v in data.items() if k not in (CURVE_KEY, "args")}, **data.get("args", {})}
-
-
-def field_value(curve: Curve, name: str) -> Any:
-    """The value of configuration field ``name`` (:func:`config_fields`)."""
-    return config_fields(curve).get(name)
 
 
 def check_event_kind(kind: str) -> str:
