@@ -3,7 +3,7 @@ r"""``LRMonitor``: steps the schedule once per train step and logs the LR, the p
 The record for train step :math:`t` carries :math:`\eta_t`, the LR the optimizer applied at step :math:`t`. The
 monitor is a facade over one record pipeline, data flowing one way::
 
-    step() / record_many() / graph_*()  ->  Bookkeeping (what is new, what is due)
+    step() / record_many() / scan() / for_loop() / graph_*()  ->  Bookkeeping (what is new, what is due)
         -> HostBuffer / GraphRecorder (rows, their values still on the device)
         -> Delivery (rows of a step range, then its events, in step order) -> Courier (one thread) -> sinks
 
@@ -11,9 +11,9 @@ Host path: :meth:`LRMonitor.step` keeps references (nothing is read from the dev
 logged steps, after each event step and at each save the rows go to the courier, whose thread reads them in one
 transfer and writes them in one batch. In-graph path: :meth:`graph_record` / :meth:`graph_step` fill a device ring
 buffer that leaves the graph through one ``jax.debug.callback`` per ``graph_capacity`` logged steps;
-:meth:`record_many` and :meth:`scan` take a compiled loop's per-step outputs after it. A schedule's planned events are
-a function of the step (no device work; the curve's ``events``, :mod:`lrmon.schedules`), each emitted once; a
-plateau's cuts are observed (:mod:`lrmon.plateau`).
+:meth:`record_many`, :meth:`scan` and :meth:`for_loop` take a compiled loop's per-step outputs after it. A
+schedule's planned events are a function of the step (no device work; the curve's ``events``,
+:mod:`lrmon.schedules`), each emitted once; a plateau's cuts are observed (:mod:`lrmon.plateau`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 
 from lrmon._validation import check_metrics, check_step_count
 from lrmon.bookkeeping import Bookkeeping
+from lrmon.chunked_for_loop import ChunkedForLoop, ForLoopBody
 from lrmon.chunked_scan import Body, ChunkedScan, chunk_rows
 from lrmon.courier import Courier
 from lrmon.delivery import Delivery, Values
@@ -144,6 +145,7 @@ class LRMonitor:
         self._recorder = GraphRecorder(self.graph_capacity, self.config.num_groups, self.log_every,
                                        lambda names: self._check_metrics(dict.fromkeys(names, 0.0)), self._take)
         self._scans: dict[Body, ChunkedScan] = {}
+        self._loops: dict[tuple[ForLoopBody, bool], ChunkedForLoop] = {}
         self._lock = threading.RLock()  # host callbacks of compiled code arrive on other threads
         self._closed = self._entered = False
         self._saver = StateSaver(self._courier, list(sinks), None if state_dir is None else Path(state_dir),
@@ -238,21 +240,54 @@ class LRMonitor:
         as scan outputs after it, read on the courier's thread while the next chunk runs. Returns the final carry.
 
         Raises:
-          TypeError: the schedule is stepped by the monitor (a braintools optimizer's: use :meth:`graph_step`
-            inside ``brainstate.transform.for_loop``), or ``body`` returns no metrics mapping.
+          TypeError: the schedule is stepped by the monitor (a braintools optimizer's: use :meth:`for_loop`), or
+            ``body`` returns no metrics mapping.
         """
         if self._closed:
             self._refuse_closed("scan")
         if self._role.drives() or self._plateau is not None:
             raise TypeError("monitor.scan logs the curve at each step (optax's protocol); this schedule is "
-                            "stepped for a braintools optimizer: use monitor.graph_step inside "
-                            "brainstate.transform.for_loop")
+                            "stepped for a braintools optimizer: use monitor.for_loop (brainstate), or "
+                            "monitor.graph_step inside brainstate.transform.for_loop")
         runner = self._scans.get(body)
         if runner is None:
             runner = self._scans[body] = ChunkedScan(body)
         carry = runner.run(carry, xs, length, chunk, self._books.step, self._take_chunk)
         self._raise_misuse()
         return carry
+
+    def for_loop(self, body: ForLoopBody, *xs: Any, length: int | None = None, chunk: int = 1024) -> None:
+        """``brainstate.transform.for_loop(body, *xs, length=length)``, logged, with no callback or branch in the
+        per-step body: the brainstate counterpart of :meth:`scan`.
+
+        ``body(*x) -> {metric: scalar}`` is one train step on brainstate ``State``s (``x``: the step's slices of
+        ``xs``; no argument without ``xs``). With a schedule a braintools optimizer reads (``lr=schedule``), the
+        monitor records after ``body`` the LR the schedule held (the one the optimizer applied) and steps it, once
+        per step: the body must not step it. Otherwise each row's LR is the curve at the monitor's step. The steps
+        run as compiled chunks of ``chunk`` steps (:mod:`lrmon.chunked_for_loop`); with a stepped schedule the
+        call returns once the last chunk has finished (its step is checked).
+
+        Raises:
+          TypeError: the schedule is a ``ReduceLROnPlateau`` (its cuts are observed on the host: use
+            :meth:`step`), or ``body`` returns no metrics mapping.
+          RuntimeError: something else stepped the schedule during the loop (the records were written first).
+        """
+        if self._closed:
+            self._refuse_closed("for_loop")
+        if self._plateau is not None:
+            raise TypeError("monitor.for_loop cannot observe a ReduceLROnPlateau's cuts inside compiled code: "
+                            "step it with your metric in a Python loop and call monitor.step()")
+        stepped = self._role.drives()
+        runner = self._loops.get((body, stepped))
+        if runner is None:
+            runner = self._loops[body, stepped] = ChunkedForLoop(body, self.schedule if stepped else None)
+        at = runner.run(xs, length, chunk, self._books.step, self._take_chunk)
+        self._raise_misuse()
+        if at is not None and at != self._books.step:
+            raise RuntimeError(
+                f"LRMonitor.for_loop(): the schedule is at step {at} after the loop, but the monitor recorded steps up "
+                f"to {self._books.step - 1}: something else stepped the schedule. for_loop steps it once per train "
+                "step; do not also call schedule.step() yourself. The records made so far were written.")
 
     def graph_buffer(self, metric_names: Sequence[str] = ()) -> GraphBuffer:
         """An empty device buffer for :meth:`graph_record`, with room for the LRs and ``metric_names`` (part of
@@ -367,9 +402,11 @@ class LRMonitor:
             self._send_due()
             self._books.plan_next_flush()
 
-    def _take_chunk(self, first: int, count: int, metrics: Mapping[str, Any]) -> None:
-        """A finished chunk of :meth:`scan`: steps ``first..first+count-1``, metrics still on the device."""
-        logged, values = chunk_rows(first, count, metrics, self.log_every, self._lr_of_steps, self._check_metrics)
+    def _take_chunk(self, first: int, count: int, metrics: Mapping[str, Any], held_lrs: Any = None) -> None:
+        """A finished chunk of :meth:`scan` or :meth:`for_loop`: steps ``first..first+count-1``, metrics (and the
+        LRs a stepped schedule held) still on the device."""
+        logged, values = chunk_rows(first, count, metrics, self.log_every, self._lr_of_steps, self._check_metrics,
+                                    held_lrs)
         self._write_due()  # what the host path buffered comes first
         self._take(logged, values, first + count - 1)
 

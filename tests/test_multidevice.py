@@ -5,10 +5,11 @@ Everything runs in subprocesses, so this test process keeps its single CPU devic
 * ``_multidevice/sharded_worker.py``: one process with 8 virtual CPU devices runs the in-graph path under a jit with
   sharded inputs, ``pmap`` (also with a callback at every step on all 8 devices at once), ``shard_map``, ``grad`` of
   ``jax.checkpoint`` (recorded outside and inside the checkpointed function), brainstate ``for_loop`` under a sharded
-  jit (flushed/closed while the computation is in flight), and the host path on sharded data. Each run writes to a
-  ``MemorySink`` (dumped to JSON) and a ``TensorBoardSink`` logdir, read back here with ``EventAccumulator``.
+  jit (flushed/closed while the computation is in flight), ``monitor.for_loop`` (brainstate, no callback), and the
+  host path on sharded data. Each run writes to a ``MemorySink`` (dumped to JSON) and a ``TensorBoardSink`` logdir,
+  read back here with ``EventAccumulator``.
 * ``_multidevice/distributed_worker.py`` twice: ``jax.distributed`` with 2 processes x 2 CPU devices on
-  127.0.0.1, three monitored loops, each process with its own output directory holding a file sink, TensorBoard and
+  127.0.0.1, five monitored loops, each process with its own output directory holding a file sink, TensorBoard and
   offline W&B. Process 0's directory must hold exactly one run per loop with every step once; process 1's must stay
   empty.
 
@@ -51,6 +52,7 @@ FIRINGS_PER_RING = {
     "remat_inside": 2,  # recorded inside the checkpointed function: replayed in the backward pass
     "brainstate_sharded": 1,
     "host_sharded": None,  # host path: no callback
+    "brainstate_chunked": None,  # monitor.for_loop: per-step outputs, no callback
 }
 #: Full rings sent through the callback (others: STEPS // 7 = 5); brainstate: 3 dispatches of STEPS, each drained.
 RINGS = {"pmap_every_step": STEPS, "brainstate_sharded": 3 * (STEPS // 7)}
@@ -226,7 +228,7 @@ def test_eight_devices_duplicates_were_really_delivered(runs, scenario):
 
 
 # -- jax.distributed: 2 processes x 2 devices ---------------------------------------------------------------------
-LOOPS = ("host", "graph_jit", "graph_shard_map", "chunked_scan")
+LOOPS = ("host", "graph_jit", "graph_shard_map", "chunked_scan", "chunked_for_loop")
 WANDB_LOOPS = ("host", "graph_shard_map")
 
 

@@ -14,6 +14,46 @@ from typing import Any
 import lrmon
 
 
+def brainstate_trainer(schedule: Any, loss_fn: Any) -> tuple[Any, Any]:
+    """A braintools SGD on ``schedule`` training a fresh weight of 4 zeros: ``(weight, train_step(x) -> loss)``."""
+    import brainstate
+    import braintools
+    import jax
+    import jax.numpy as jnp
+
+    weight = brainstate.ParamState(jnp.zeros(4))
+    optimizer = braintools.optim.SGD(lr=schedule)
+    optimizer.register_trainable_weights({"w": weight})
+
+    def train_step(x: Any) -> Any:
+        loss, grad = jax.value_and_grad(loss_fn)(weight.value, x)
+        optimizer.update({"w": grad})
+        return loss
+
+    return weight, train_step
+
+
+def for_loop_with_twin(monitor: lrmon.LRMonitor, schedule: Any, twin: Any, loss_fn: Any, data: Any) -> Any:
+    """Train over ``data`` with ``monitor.for_loop`` (chunks of 16; the monitor steps ``schedule``) and a twin
+    model on ``twin`` (the same configuration) in one unmonitored brainstate ``for_loop`` stepping its schedule
+    itself; assert both end with the same weight, bit for bit, and return the twin's per-step losses."""
+    import brainstate
+    import numpy as np
+
+    weight, train_step = brainstate_trainer(schedule, loss_fn)
+    monitor.for_loop(lambda x: {"loss": train_step(x)}, data, chunk=16)
+    twin_weight, twin_step = brainstate_trainer(twin, loss_fn)
+
+    def reference_step(x: Any) -> Any:
+        loss = twin_step(x)
+        twin.step()
+        return loss
+
+    losses = brainstate.transform.jit(lambda xs: brainstate.transform.for_loop(reference_step, xs))(data)
+    np.testing.assert_array_equal(np.asarray(weight.value), np.asarray(twin_weight.value))
+    return losses
+
+
 class JsonlSink(lrmon.Sink):
     """Appends ``{"call": ..., ...}`` lines to ``path``; the file (and its folder) are created in ``open()``."""
 

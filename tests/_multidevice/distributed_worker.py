@@ -1,14 +1,16 @@
 """One of two ``jax.distributed`` processes (2 CPU devices each, coordinator on 127.0.0.1 only).
 
 Run by tests/test_multidevice.py as ``python distributed_worker.py PROCESS_ID PORT OUT_ROOT``. Each process trains
-the same small model on data sharded over the 4 global devices, in three monitored loops:
+the same small model on data sharded over the 4 global devices, in five monitored loops:
 
 * ``host``: a Python loop around a jitted step, ``monitor.step(loss=...)`` (flushes every 8 steps);
 * ``graph_jit``: ``lax.scan`` under jit over the global mesh, ``graph_record`` (callback fires in process 0 only);
 * ``graph_shard_map``: ``lax.scan`` under shard_map over the global mesh, with a cross-process ``pmean``
   (callback fires on every device of every process);
 * ``chunked_scan``: ``monitor.scan`` over the global data in chunks of 16 steps (no callback: the per-step losses
-  leave as outputs, read in every process at the same point).
+  leave as outputs, read in every process at the same point);
+* ``chunked_for_loop``: ``monitor.for_loop`` (brainstate, a braintools SGD whose schedule the monitor steps) over
+  the global data in chunks of 16 steps.
 
 Every monitor gets a ``JsonlSink``, a ``TensorBoardSink`` and (host and graph_shard_map, which also save the
 monitor's state every ``SAVE_EVERY`` steps) an offline ``WandbSink``, all under
@@ -41,7 +43,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
-from common import CallbackCounter, JsonlSink  # noqa: E402
+from common import CallbackCounter, JsonlSink, for_loop_with_twin  # noqa: E402
 from lrmon import LRMonitor, WarmupCosineSchedule  # noqa: E402
 from lrmon.integrations.tensorboard import TensorBoardSink  # noqa: E402
 
@@ -141,9 +143,15 @@ def chunked_scan():
     return monitor, sinks, None, reference["loss"]
 
 
+def chunked_for_loop():
+    schedule, monitor, sinks = new_monitor("chunked_for_loop", False)
+    losses = for_loop_with_twin(monitor, schedule, WarmupCosineSchedule(*SCHEDULE), loss_fn, DATA)
+    return monitor, sinks, None, losses
+
+
 def main() -> None:
     report = {"process_index": jax.process_index(), "loops": {}}
-    for loop in (host, graph_jit, graph_shard_map, chunked_scan):
+    for loop in (host, graph_jit, graph_shard_map, chunked_scan, chunked_for_loop):
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

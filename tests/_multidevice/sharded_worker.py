@@ -28,7 +28,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
-from common import CallbackCounter  # noqa: E402
+from common import CallbackCounter, brainstate_trainer, for_loop_with_twin  # noqa: E402
 from lrmon import LRMonitor, MemorySink, WarmupCosineSchedule  # noqa: E402
 from lrmon.integrations.tensorboard import TensorBoardSink  # noqa: E402
 
@@ -170,18 +170,14 @@ def brainstate_sharded(out):
     by monitor.flush() or monitor.close() without waiting for the computation (multi-device dispatch is
     asynchronous: the computation may still be in a host callback, waiting for the monitor's lock)."""
     import brainstate
-    import braintools
 
     schedule, memory, monitor = new_monitor(out)
-    weight = brainstate.ParamState(jnp.zeros(4))
-    optimizer = braintools.optim.SGD(lr=schedule)
-    optimizer.register_trainable_weights({"w": weight})
+    _, train = brainstate_trainer(schedule, loss_fn)
     monitor.init_graph_state(["loss"])
     counter = CallbackCounter(monitor)
 
     def train_step(x):
-        loss, grad = jax.value_and_grad(loss_fn)(weight.value, x)
-        optimizer.update({"w": grad})
+        loss = train(x)
         monitor.graph_step(loss=loss)
         return loss
 
@@ -195,6 +191,13 @@ def brainstate_sharded(out):
         if dispatch < 2:  # the third is closed at once by main(): close() must not deadlock either
             monitor.flush()  # used to deadlock: fetched the state under the lock the in-flight callbacks wait for
     return monitor, memory, counter, jnp.concatenate(losses)
+
+
+def brainstate_chunked(out):
+    """``monitor.for_loop`` (brainstate, no callback) on 8-device sharded data in chunks of 16 steps."""
+    schedule, memory, monitor = new_monitor(out)
+    losses = for_loop_with_twin(monitor, schedule, WarmupCosineSchedule(*SCHEDULE), loss_fn, SHARDED_DATA)
+    return monitor, memory, None, losses
 
 
 def host_sharded(out):
@@ -216,7 +219,7 @@ def host_sharded(out):
 
 # brainstate_sharded last: if it hangs, the watchdog ends the process and only its result is missing.
 SCENARIOS = {f.__name__: f for f in (sharded_jit, pmap, pmap_every_step, shard_map, remat_outside, remat_inside,
-                                      host_sharded, brainstate_sharded)}
+                                      host_sharded, brainstate_chunked, brainstate_sharded)}
 
 
 def main(out_root: Path, names: list[str]) -> None:
