@@ -9,6 +9,9 @@ Run ``python benchmarks/loops.py [--quick] [--rounds N] [--only KEY,...]``; the 
                     in the carry, one host callback per ``graph_capacity`` steps).
 ``tiny_for_loop``   the same update in ``brainstate.transform.for_loop`` with a braintools SGD bound to the
                     schedule; bare steps the schedule itself, monitored calls ``monitor.graph_step(loss=...)``.
+``tiny_for_loop_chunked`` ``monitor.for_loop``: the same brainstate update in compiled chunks of ``scan_block`` steps;
+                    the monitor records the LR the schedule holds and steps it inside the loop, and the loss
+                    and that LR leave as per-step outputs (no callback or branch in the body).
 ``tiny_scan_outputs`` the same scan, the body returning (count, loss) as per-step outputs that
                     ``monitor.record_many`` takes after each compiled block: no callback inside the loop.
 ``tiny_scan_chunked`` ``monitor.scan``: the same scan in compiled chunks of ``scan_block`` steps, the loss a
@@ -339,6 +342,7 @@ class ForLoopBare(Variant):
             self._log(loss)
             return loss
 
+        self.train_step = train_step
         steps = jnp.arange(block)
         # one compiled program per block (a bare for_loop call traces and compiles again every time)
         self.call = brainstate.transform.jit(lambda: brainstate.transform.for_loop(train_step, steps))
@@ -377,6 +381,29 @@ class ForLoopMonitor(_MemorySinkMixin, ForLoopBare):
         self.monitor.close()
 
 
+class ForLoopChunked(_MemorySinkMixin, ForLoopBare):
+    """``monitor.for_loop(body, length=n, chunk=block)``: the monitor records the LR the schedule holds and steps it
+    inside the loop; the loss and that LR leave as per-step outputs (no callback and no branch in the body)."""
+
+    def __init__(self, block: int, tmp: str) -> None:
+        self.tmp = tmp
+        super().__init__(block)
+        self.body = lambda: {"loss": self.train_step(0)}
+
+    def _setup_logging(self) -> None:
+        self.monitor = monitor(self.schedule, [self._new_sink()], self.tmp)
+
+    def _log(self, loss) -> None:
+        pass  # the monitor steps the schedule
+
+    def run(self, n: int) -> None:
+        self.monitor.for_loop(self.body, length=n, chunk=self.block)
+        block_until_ready(self.weight.value)
+
+    def close(self) -> None:
+        self.monitor.close()
+
+
 def variants(run: Run) -> _harness.Factories:
     cfg, tmp = run.cfg, run.tmp
     scan, naive = cfg["scan_block"], cfg["naive_block"]
@@ -395,6 +422,7 @@ def variants(run: Run) -> _harness.Factories:
         "scan_naive": (lambda: ScanNaive(naive * 2), naive * 2),
         "for_loop_bare": (lambda: ForLoopBare(scan), scan),
         "for_loop_monitor": (lambda: ForLoopMonitor(scan, tmp), scan),
+        "for_loop_chunked": (lambda: ForLoopChunked(scan, tmp), scan),
     }
 
 
@@ -409,12 +437,13 @@ SUITE = Suite(
         "tiny_scan_outputs": ("scan_outputs", "scan_bare"),
         "tiny_scan_chunked": ("scan_chunked", "scan_bare"),
         "tiny_for_loop": ("for_loop_monitor", "for_loop_bare"),
+        "tiny_for_loop_chunked": ("for_loop_chunked", "for_loop_bare"),
         "naive_loop": ("loop_naive", "loop_bare"),
         "host_read_loop": ("loop_host_read", "loop_bare"),
         "naive_scan": ("scan_naive", "scan_bare"),
     },
     goals={"tiny_loop": 1.05, "tiny_scan": 1.05, "tiny_scan_outputs": 1.03, "tiny_scan_chunked": 1.05,
-           "tiny_for_loop": 1.05, "monitor_step_us": 0.8},
+           "tiny_for_loop": 1.05, "tiny_for_loop_chunked": 1.05, "monitor_step_us": 0.8},
     variants=variants,
     measures={"monitor_step_us": monitor_step_us},
     needs={"monitor_step_us": "trivial_call"},

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RATIO_KEYS = ["tiny_loop", "tiny_loop_floor", "trivial_call", "tiny_scan", "tiny_scan_outputs", "tiny_scan_chunked",
-              "tiny_for_loop", "realistic_full", "tiny_full", "naive_loop", "host_read_loop", "naive_scan"]
+              "tiny_for_loop", "tiny_for_loop_chunked", "realistic_full", "tiny_full", "naive_loop", "host_read_loop", "naive_scan"]
 
 
 def _run_quick(script: str, cwd: Path, *args: str) -> list[str]:
