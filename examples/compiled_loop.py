@@ -6,8 +6,9 @@ Two styles, both without a Python loop over steps:
   its learning rate. ``monitor.graph_record(buffer, step, loss=loss)`` in the scan body writes each step's LR and
   loss into a small device ring buffer carried through the scan; the buffer leaves the graph through one host
   callback per ``graph_capacity`` steps, and ``monitor.graph_drain(buffer)`` sends the rest after the loop.
-* ``brainstate``: ``brainstate.transform.for_loop`` over every step with braintools' ``AdamW(lr=schedule)``;
-  ``monitor.graph_step(loss=loss)`` records the LR the optimizer applied and steps the schedule.
+* ``brainstate``: ``monitor.for_loop(train_step, steps)``, a ``brainstate.transform.for_loop`` over every step run
+  in compiled chunks, with braintools' ``AdamW(lr=schedule)``: after each step the monitor records the LR the
+  optimizer applied and steps the schedule, and the step's loss and LR leave as the loop's outputs (no callback).
 
 Both fit a small MLP to synthetic regression data the script makes itself. Each style logs to TensorBoard and an
 offline W&B run under ``--out`` (default ``./runs/compiled_loop``): ``<out>/<style>/tensorboard`` and
@@ -86,8 +87,7 @@ def run_brainstate(args: argparse.Namespace, x: jax.Array, y: jax.Array) -> tupl
     optimizer = braintools.optim.AdamW(lr=schedule, weight_decay=1e-4)
     optimizer.register_trainable_weights(weights)
     sinks, tb_dir, wandb_sink = make_sinks(args.out, "brainstate", not args.no_wandb)
-    monitor = lrmon.LRMonitor(schedule, sinks, graph_capacity=args.graph_capacity)
-    monitor.init_graph_state(["loss"])
+    monitor = lrmon.LRMonitor(schedule, sinks)
 
     def train_step(step):
         batch = batch_of(step, x.shape[0])
@@ -97,12 +97,11 @@ def run_brainstate(args: argparse.Namespace, x: jax.Array, y: jax.Array) -> tupl
 
         grads, loss = brainstate.transform.grad(loss_fn, grad_states=weights, return_value=True)()
         optimizer.update(grads)  # applies the LR the schedule holds for this step
-        monitor.graph_step(loss=loss)  # records that LR and the loss, then steps the schedule
-        return loss
+        return {"loss": loss}  # the monitor then records that LR and the loss, and steps the schedule
 
-    losses = brainstate.transform.for_loop(train_step, jnp.arange(args.steps))
-    monitor.close()  # sends the rows left in the in-graph buffer
-    print(f"brainstate: final loss {float(losses[-1]):.4f} after {args.steps} steps")
+    monitor.for_loop(train_step, jnp.arange(args.steps), chunk=1000)
+    monitor.close()
+    print(f"brainstate: {monitor.step_count} steps, schedule at step {int(schedule.last_epoch.value)}")
     return tb_dir, wandb_sink
 
 
@@ -113,7 +112,7 @@ def main() -> None:
     parser.add_argument("--style", choices=["scan", "brainstate", "both"], default="both")
     parser.add_argument("--base-lr", type=float, default=3e-3, help="peak LR")
     parser.add_argument("--graph-capacity", type=int, default=250,
-                        help="rows of the in-graph buffer (one host callback per this many steps)")
+                        help="rows of the scan style's in-graph buffer (one host callback per this many steps)")
     parser.add_argument("--no-wandb", action="store_true", help="log to TensorBoard only")
     args = parser.parse_args()
 
