@@ -147,3 +147,25 @@ def test_refusals_name_what_is_wrong():
     with pytest.raises(RuntimeError, match="after close"):
         closed.for_loop(body, length=3)
     assert lrmon.LRMonitor.for_loop.__doc__
+
+
+def test_a_rematerialised_body_still_logs_every_step_once():
+    """Nothing in the loop replays: a ``jax.checkpoint`` under ``grad`` (whose callbacks fire twice) changes nothing."""
+    import jax
+
+    schedule = WarmupCosineSchedule(*CONFIG)
+    weight = brainstate.ParamState(jnp.ones(3))
+    optimizer = braintools.optim.SGD(lr=schedule)
+    optimizer.register_trainable_weights({"w": weight})
+    loss_of = jax.checkpoint(lambda w, x: jnp.sum((w - x) ** 2))
+
+    def body(x):
+        loss, grad = jax.value_and_grad(loss_of)(weight.value, x)
+        optimizer.update({"w": grad})
+        return {"loss": loss}
+
+    memory = MemorySink()
+    with LRMonitor(schedule, [memory]) as monitor:
+        monitor.for_loop(body, jnp.linspace(0.0, 1.0, 30 * 3).reshape(30, 3), chunk=8)
+    assert column(memory, "lr")[0] == column(memory, "loss")[0] == list(range(30))
+    assert memory.events == EVENTS[:3]
