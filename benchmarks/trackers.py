@@ -7,7 +7,10 @@ Run ``python benchmarks/trackers.py [--quick] [--rounds N] [--only KEY,...]``; t
                     wrapped in one ``lrmon.ProcessSink`` (the configuration lrmon documents for trackers on a fast
                     loop). A ProcessSink whose child cannot keep up thins rows: ``tiny_full_delivered_fraction`` is
                     the share of logged steps whose LR reached the trackers (1.0: all), counted by a probe sink
-                    next to them.
+                    next to them; here the child catches up between blocks, so see also:
+``tiny_full_sustained_fraction`` the same loop for one long block (``sustained_steps``) that never waits for the child:
+                    the share of its steps whose LR reached the trackers while it ran (what a long run delivers; the
+                    child thins the rest), with ``tiny_full_sustained_ratio``, that block's step over the bare one.
 ``realistic_full``  an MLP 784-512-512-10 (batch 128, synthetic data, optax SGD) step (the issue's "about 1 ms";
                     6-9 ms on a shared 2-core CPU, compute-bound on both cores), with the same
                     tracker sinks, lr + loss every step, and a state save (``monitor.save_state()``: local file +
@@ -55,19 +58,19 @@ class _DeliveryProbe(Sink):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.rows = 0
+        self.arrivals: list[tuple[float, int]] = [(0.0, 0)]  # (time.monotonic(), rows so far): one clock per machine
         self.thinned: list[str] = []
 
     def write_scalars(self, batch: Any) -> None:
         if "lr" in batch:
-            self.rows += len(batch["lr"].steps)
+            self.arrivals.append((time.monotonic(), self.arrivals[-1][1] + len(batch["lr"].steps)))
 
     def write_events(self, events: Any) -> None:
         self.thinned += [event.detail for event in events if event.kind == "thinned"]
 
     def close(self) -> None:
         with open(self.path, "w") as out:
-            json.dump({"rows": self.rows, "thinned": self.thinned}, out)
+            json.dump({"arrivals": self.arrivals, "thinned": self.thinned}, out)
 
 
 def tracker_sinks(tmp: str, tag: str) -> list[Sink]:
@@ -102,11 +105,14 @@ class _Tracked:
         time.sleep(0.3)
         return waited
 
-    def delivery(self) -> tuple[float, list[str]]:
-        """After close: the fraction of logged steps whose LR reached the trackers, and the first thinned events."""
+    def delivery(self, steps: int | None = None, window: tuple[float, float] | None = None) -> tuple[float, list[str]]:
+        """After close: the fraction of ``steps`` (default: all logged) whose LR reached the trackers (within
+        ``window``, two ``time.monotonic()`` values, if given), and the first thinned events."""
         with open(self.probe_path) as report:
             seen = json.load(report)
-        return round(seen["rows"] / max(self.monitor.step_count, 1), 4), seen["thinned"][:3]
+        start, end = window or (0.0, float("inf"))
+        rows = [max(n for at, n in seen["arrivals"] if at <= t) for t in (start, end)]
+        return round((rows[1] - rows[0]) / max(steps or self.monitor.step_count, 1), 4), seen["thinned"][:3]
 
 
 def _wait_empty(sink: ProcessSink, deadline: float) -> None:
@@ -176,6 +182,21 @@ def measure_tracker_rows(tmp: str, batches: int) -> dict[str, float]:
     return out
 
 
+def sustained(run: Run) -> dict[str, Any]:
+    """``tiny_full_sustained_fraction`` (see the module docstring): one block of ``sustained_steps`` after the
+    timed rounds, its rows counted up to the block's end."""
+    loop = LoopFull(run.tmp, "sustained", offload=True)
+    loop.warm_up(run.blocks["loop_full"], _harness.WARM_STEPS["quick" if run.quick else "full"])
+    loop.settle()
+    steps, since, start = run.cfg["sustained_steps"], time.monotonic(), time.perf_counter()
+    loop.run(steps)
+    per_step, until = (time.perf_counter() - start) / steps, time.monotonic()
+    loop.close()
+    fraction, thinned = loop.delivery(steps, window=(since, until))
+    return {"tiny_full_sustained_fraction": fraction, "tiny_full_sustained_ratio": round(
+        per_step / run.median("loop_bare"), 4), "tiny_full_sustained_thinned": thinned[:1]}
+
+
 def _delivery(run: Run) -> dict[str, Any]:
     """Per key: the ProcessSink child's backlog after a block, the delivered fraction and any thinning."""
     out: dict[str, Any] = {}
@@ -240,14 +261,18 @@ def variants(run: Run) -> _harness.Factories:
 
 
 SUITE = Suite(
-    full=dict(LOOP_FULL, full_block=4096, inproc_block=1024, mlp_block=256, mlp_hidden=512, tracker_batches=4),
-    quick=dict(LOOP_QUICK, full_block=64, inproc_block=64, mlp_block=8, mlp_hidden=32, tracker_batches=1),
+    full=dict(LOOP_FULL, full_block=4096, inproc_block=1024, mlp_block=256, mlp_hidden=512, tracker_batches=4,
+              sustained_steps=32768),
+    quick=dict(LOOP_QUICK, full_block=64, inproc_block=64, mlp_block=8, mlp_hidden=32, tracker_batches=1,
+               sustained_steps=512),
     pairs={key: (name, "mlp_bare" if name.startswith("mlp") else "loop_bare") for key, name in TRACKED.items()},
     goals={"realistic_full": 1.02, "tiny_full": 1.5, "realistic_full_inprocess": 1.02, "tiny_full_inprocess": 1.5},
     variants=variants,
+    measures={"tiny_full_sustained_fraction": sustained},
+    needs={"tiny_full_sustained_fraction": "tiny_full"},
     report=report,
-    # two more wandb runs, seconds each
-    slow=frozenset({"tiny_full_inprocess", "realistic_full_inprocess"}),
+    # two more wandb runs, seconds each; a long block
+    slow=frozenset({"tiny_full_inprocess", "realistic_full_inprocess", "tiny_full_sustained_fraction"}),
 )
 
 if __name__ == "__main__":

@@ -217,3 +217,37 @@ def test_a_state_naming_another_run_is_refused_and_continue_run_kwargs_names_it(
     with pytest.raises(RuntimeError, match="known only once the sink is open"):
         WandbSink(dir=wandb_env).artifact_dir
     wandb.teardown()
+
+
+def test_batched_rows_read_back_as_run_log_writes_them(wandb_env: Path) -> None:
+    """HistoryRows sends a batch's rows in one hand-off through wandb internals; the run holds what ``run.log`` per
+    row writes: same rows, same ``_step``, merged steps, NaN and infinities, rows without ``step=``, summary."""
+    import wandb
+
+    from lrmon.integrations._wandb_rows import HistoryRows
+    from lrmon.integrations.wandb import default_settings
+
+    rows = [({"lr": 1e-3 * t, "loss": 2.0 - t / 7, STEP_METRIC: t}, t) for t in range(40)]
+    rows[5:5] = [({"lrmon/event/warmup_end": 1, STEP_METRIC: 4}, 4)]  # merged into step 4's row
+    rows += [({"loss": float("nan"), "lr": float("inf"), "big": 2**60, STEP_METRIC: 40}, 40)]
+    backs = []
+    for batched in (False, True):
+        wandb_env.mkdir(parents=True, exist_ok=True)
+        run = wandb.init(dir=str(wandb_env), mode="offline", reinit="create_new", settings=default_settings())
+        sender = HistoryRows(run, batched=batched, at_steps=True)
+        assert sender.batched is batched  # a plain own run with wandb 0.31 takes batches
+        sender.log(rows[:1])
+        sender.log(rows[1:])
+        sender.log([({"tail": 1.5}, None), ({"tail": 2.5}, None)])
+        steps = (run.step, run._local_step)  # wandb-core's next step; what names later media files (Run._log)
+        run_dir = run.settings.sync_dir
+        run.finish()
+        wandb.teardown()
+        back = read_offline_run(run_dir)
+        drop = ("_timestamp", "_runtime")
+        backs.append(([{k: v for k, v in row.items() if k not in drop} for row in back["history"]],
+                      {k: v for k, v in back["summary"].items() if k not in drop}, steps))
+    assert backs[1] == backs[0]
+    history = backs[0][0]
+    assert [row["_step"] for row in history] == list(range(42))  # the first row without step= completes step 40
+    assert history[4]["lrmon/event/warmup_end"] == 1 and history[4]["lr"] == pytest.approx(4e-3)
