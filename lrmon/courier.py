@@ -1,6 +1,6 @@
 """The one road from the monitor to its sinks: every sink call, in the order the monitor made it, on one thread.
 
-The training thread only queues. Writing a flush's rows costs a tracker real time (W&B: ~0.4 ms of Python a row;
+The training thread only queues. Writing a flush's rows costs a tracker real time (W&B: ~60 µs of Python a row;
 their device values may still be computing), and a state save flushes every tracker (``fsync``, W&B's
 acknowledgement) before storing the state with it: tens of milliseconds, or seconds with a sick tracker. All of
 it runs on the courier's own thread, in the order it was queued, so the sinks see one ordered stream and are never
