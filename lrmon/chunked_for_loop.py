@@ -52,8 +52,9 @@ class ChunkedForLoop:
 
     def run(self, xs: tuple[Any, ...], length: int | None, chunk: int, first_step: int, take: Take) -> int | None:
         """Run ``length`` steps (or ``xs``'s leading axis); ``take(first, count, metrics[, held LRs])`` each chunk.
-        Returns the step a stepped schedule is at after the loop (read once, at the end:
-        it waits for the last chunk), or ``None`` for a pure curve."""
+
+        Returns the step a stepped schedule is at after the loop (read once, at the end: it waits for the last
+        chunk), or ``None`` for a pure curve."""
         unpack = take if self._stepped is None else (lambda first, count, outputs: take(first, count, *outputs))
         run_in_chunks(lambda part, size: self._call(part or (), size), xs or None, length, chunk, first_step, unpack)
         return None if self._stepped is None else int(jax.device_get(self._stepped.last_epoch.value))
