@@ -16,6 +16,7 @@ import numpy as np
 
 from lrmon.delivery import Values
 from lrmon.graph import GraphBuffer, check_consecutive, empty_buffer, record
+from lrmon.schedule_source import stepped_elsewhere
 
 __all__ = ["GraphRecorder"]
 
@@ -81,11 +82,8 @@ class GraphRecorder:
         steps, rows, count, last_step, skipped_to = fields
         self._decode(buffer.names, steps, rows, count, last_step)
         if skipped_to >= 0 and self._misuse is None:
-            self._misuse = (
-                f"LRMonitor.graph_step(): the schedule reached step {int(skipped_to)} without the step before it being "
-                "recorded: something else stepped the schedule. graph_step() steps it once per train step; do not "
-                "also call schedule.step() yourself. The records made so far were written."
-            )
+            found = f"the schedule reached step {int(skipped_to)} without the step before it being recorded"
+            self._misuse = stepped_elsewhere("graph_step", found) + ". The records made so far were written."
 
     def take_misuse(self) -> str | None:
         """A misuse found while draining, once."""

@@ -40,7 +40,7 @@ from lrmon.host_buffer import HostBuffer, curve_at, outputs_as_rows
 from lrmon.resuming import load_resume
 from lrmon.saving import StateSaver
 from lrmon.plateau import CUT_PREFIX, PlateauObserver
-from lrmon.schedule_source import Role, curve_of, step_driven_schedule
+from lrmon.schedule_source import Role, curve_of, step_driven_schedule, stepped_elsewhere
 from lrmon.schedules._protocol import Curve
 from lrmon.sinks import RunInfo, Sink
 from lrmon.state import MonitorState, state_to_dict
@@ -284,10 +284,8 @@ class LRMonitor:
         at = runner.run(xs, length, chunk, self._books.step, self._take_chunk)
         self._raise_misuse()
         if at is not None and at != self._books.step:
-            raise RuntimeError(
-                f"LRMonitor.for_loop(): the schedule is at step {at} after the loop, but the monitor recorded steps up "
-                f"to {self._books.step - 1}: something else stepped the schedule. for_loop steps it once per train "
-                "step; do not also call schedule.step() yourself. The records made so far were written.")
+            found = f"the schedule is at step {at} after the loop, the monitor expected {self._books.step}"
+            raise RuntimeError(stepped_elsewhere("for_loop", found) + ". The records made so far were written.")
 
     def graph_buffer(self, metric_names: Sequence[str] = ()) -> GraphBuffer:
         """An empty device buffer for :meth:`graph_record`, with room for the LRs and ``metric_names`` (part of

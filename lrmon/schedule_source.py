@@ -21,7 +21,7 @@ from lrmon.curve import CurveConfig
 from lrmon.schedules._function import FunctionCurve
 from lrmon.schedules._protocol import Curve
 
-__all__ = ["curve_of", "Role", "step_driven_schedule"]
+__all__ = ["curve_of", "Role", "step_driven_schedule", "stepped_elsewhere"]
 
 _WARMUP_COSINE = "WarmupCosineSchedule"
 
@@ -77,11 +77,15 @@ def step_driven_schedule(schedule: Any, t: int) -> None:
     """Step a schedule an optimizer reads (after train step ``t``); ``RuntimeError`` if something else stepped it."""
     value = schedule.last_epoch.value
     if isinstance(value, int) and value != t:
-        raise RuntimeError(
-            f"the schedule is at step {value} but the monitor expected {t}: the monitor steps the schedule; "
-            "do not also call schedule.step() yourself"
-        )
+        raise RuntimeError(stepped_elsewhere("step", f"the schedule is at step {value}, the monitor expected {t}"))
     schedule.step()
+
+
+def stepped_elsewhere(method: str, found: str) -> str:
+    """The one message for a schedule that ``LRMonitor.<method>()`` steps and something else stepped too;
+    ``found``: what showed it."""
+    return (f"LRMonitor.{method}(): {found}: something else stepped the schedule. {method}() steps it once per train "
+            "step; do not also call schedule.step() yourself")
 
 
 def _is_braintools_scheduler(schedule: Any) -> bool:
